@@ -1,0 +1,108 @@
+"""Train fervision's default emotion model on FER2013 (the one shipped in the wheel).
+
+Reproduce with::
+
+    python examples/train_default_model.py --data ../shared/data/fer2013 --out runs/default
+
+The run is resumable: kill it and start the same command again, and Keras's
+``BackupAndRestore`` continues from the last finished epoch.  Every epoch is also
+checkpointed to ``OUT/last.keras`` and logged to ``OUT/history.csv``.
+
+Training data is FER2013 ``train/`` (28,709 images); ``test/`` (PublicTest) is only
+used for validation curves and the reported figures, never for choosing weights: the
+model shipped is the one after the last epoch of the schedule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fervision.augmentation import build_augmentation
+from fervision.backbones import create_model
+from fervision.datasets import load_image_folder
+from fervision.precision import dtype_policy, resolve_precision
+from fervision.preprocessing import check_images
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    p.add_argument("--data", default="../shared/data/fer2013")
+    p.add_argument("--out", default="runs/default")
+    p.add_argument("--backbone", default="fernet")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--warmup-epochs", type=int, default=2)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None, help="images per class (smoke runs)")
+    return p.parse_args(argv)
+
+
+def dataset(X, y, batch_size, shuffle, seed):
+    ds = tf.data.Dataset.from_tensor_slices((X, y))
+    if shuffle:
+        ds = ds.shuffle(len(X), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "args.json").write_text(json.dumps(vars(args) | {"policy": resolve_precision(
+        args.precision)}, indent=2))
+    keras.utils.set_random_seed(args.seed)
+
+    Xtr, ytr = load_image_folder(Path(args.data) / "train", max_per_class=args.limit)
+    Xte, yte = load_image_folder(Path(args.data) / "test", max_per_class=args.limit)
+    classes = sorted(set(ytr))  # sklearn's order, as EmotionClassifier.classes_
+    index = {c: i for i, c in enumerate(classes)}
+    Ytr = keras.utils.to_categorical([index[c] for c in ytr], len(classes))
+    Yte = keras.utils.to_categorical([index[c] for c in yte], len(classes))
+    Xtr, Xte = check_images(Xtr, 48), check_images(Xte, 48)
+    (out / "classes.json").write_text(json.dumps(classes))
+
+    steps = int(np.ceil(len(Xtr) / args.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=args.lr / 20, decay_steps=steps * (args.epochs - args.warmup_epochs),
+        warmup_target=args.lr, warmup_steps=steps * args.warmup_epochs, alpha=0.01,
+    )
+    with dtype_policy(args.precision):
+        model = create_model(args.backbone, input_size=48, n_classes=len(classes),
+                             augmentation=build_augmentation(48, seed=args.seed))
+        model.compile(
+            optimizer=keras.optimizers.AdamW(schedule, weight_decay=args.weight_decay),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
+            metrics=["accuracy"],
+        )
+        print(f"{model.name}: {model.count_params():,} parameters, "
+              f"policy {keras.config.dtype_policy().name}")
+        t0 = time.time()
+        model.fit(
+            dataset(Xtr, Ytr, args.batch_size, True, args.seed),
+            validation_data=dataset(Xte, Yte, 256, False, None),
+            epochs=args.epochs,
+            callbacks=[
+                keras.callbacks.BackupAndRestore(str(out / "backup")),
+                keras.callbacks.ModelCheckpoint(str(out / "last.keras")),
+                keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
+            ],
+            verbose=2,
+        )
+        model.save(out / "final.keras")
+    (out / "done.json").write_text(json.dumps({"wall_s_this_run": time.time() - t0}))
+    print(f"saved {out / 'final.keras'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,6 @@
+"""fervision: facial emotion recognition as scikit-learn estimators over Keras 3."""
+
+from .labels import EMOTIONS, canonical_emotion
+
+__version__ = "0.1.0"
+__all__ = ["EMOTIONS", "canonical_emotion", "__version__"]

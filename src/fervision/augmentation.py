@@ -1,0 +1,86 @@
+"""Training-time augmentation as Keras preprocessing layers.
+
+The layers live inside the model, so they run only when Keras calls it with
+``training=True`` (``fit``) and are identity at inference; a saved model carries them
+and loads under ``safe_mode`` because they are all built-in layers.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+
+def build_augmentation(
+    input_size: int,
+    *,
+    rotation: float = 0.05,
+    zoom: float = 0.1,
+    flip: bool = True,
+    brightness: float = 0.1,
+    contrast: float = 0.1,
+    translation: float = 0.1,
+    crop: float = 0.1,
+    seed: int | None = None,
+    name: str = "augmentation",
+) -> keras.Sequential:
+    """Build the augmentation block used by every backbone.
+
+    Parameters
+    ----------
+    input_size : int
+        Side of the (square, single-channel, 0-1) images the block receives.
+    rotation : float, default=0.05
+        Maximum rotation as a fraction of a full turn (0.05 = 18 degrees).
+    zoom : float, default=0.1
+        Maximum zoom in or out, as a fraction of the image side.
+    flip : bool, default=True
+        Random horizontal flips (faces are left-right symmetric; vertical flips are not
+        used because upside-down faces do not occur).
+    brightness, contrast : float, default=0.1
+        Maximum brightness shift (fraction of the 0-1 range) and contrast factor.
+    translation : float, default=0.1
+        Maximum shift as a fraction of the image side.
+    crop : float, default=0.1
+        Take a random square crop whose side is ``1 - crop`` of the image and resize it
+        back to ``input_size`` (a random-resized crop); 0 disables it.  At inference
+        Keras's ``RandomCrop`` passes the image through and the resize is a no-op.
+    seed : int or None
+        Seed for the random layers, for reproducible fits.
+    name : str
+        Name of the returned block.
+
+    Returns
+    -------
+    keras.Sequential
+        Identity at inference time.
+    """
+    aug: list[layers.Layer] = []
+
+    def _seed(k: int) -> int | None:
+        return None if seed is None else int(seed) + k
+
+    # float32 even under a mixed policy: these are cheap and bf16 rounding of pixel
+    # coordinates is visible.
+    kw = {"dtype": "float32"}
+    if flip:
+        aug.append(layers.RandomFlip("horizontal", seed=_seed(1), **kw))
+    if rotation:
+        aug.append(layers.RandomRotation(rotation, fill_mode="reflect", seed=_seed(2), **kw))
+    if zoom:
+        aug.append(layers.RandomZoom(zoom, fill_mode="reflect", seed=_seed(3), **kw))
+    if translation:
+        aug.append(
+            layers.RandomTranslation(translation, translation, fill_mode="reflect",
+                                     seed=_seed(4), **kw)
+        )
+    side = int(round(input_size * (1.0 - crop))) if crop else input_size
+    if 0 < side < input_size:
+        aug.append(layers.RandomCrop(side, side, seed=_seed(5), **kw))
+        aug.append(layers.Resizing(input_size, input_size, **kw))
+    if brightness:
+        aug.append(layers.RandomBrightness(brightness, value_range=(0.0, 1.0),
+                                           seed=_seed(6), **kw))
+    if contrast:
+        aug.append(layers.RandomContrast(contrast, seed=_seed(7), **kw))
+    return keras.Sequential(aug, name=name)

@@ -1,0 +1,52 @@
+"""Shared fixtures.  FER2013 and the YuNet model are read from ../shared when present;
+tests that need them skip cleanly when it is absent (e.g. a fresh clone elsewhere)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FERVISION_SHARED", ROOT.parent / "shared"))
+FER_DIR = SHARED / "data" / "fer2013"
+YUNET_ONNX = SHARED / "models" / "face_detection_yunet_2026may.onnx"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"shared material not found at {SHARED}")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def fer_dir() -> Path:
+    if not (FER_DIR / "train").is_dir():
+        pytest.skip(f"FER2013 image folders not found at {FER_DIR}")
+    return FER_DIR
+
+
+@pytest.fixture(scope="session")
+def yunet_onnx() -> Path:
+    if not YUNET_ONNX.is_file():
+        pytest.skip(f"YuNet model not found at {YUNET_ONNX}")
+    return YUNET_ONNX
+
+
+@pytest.fixture(scope="session")
+def fer_sample(fer_dir):
+    """A small, fixed FER2013 sample: 12 PublicTest images per class (84 images)."""
+    from fervision.datasets import load_image_folder
+
+    return load_image_folder(fer_dir / "test", max_per_class=12)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
