@@ -1,0 +1,198 @@
+"""Downloadable model weights, verified by SHA-256 and cached with pooch.
+
+A small registry maps a name (``"yunet-2023mar"``) to a URL, the file's SHA-256 and
+the file name it is cached under.  :func:`fetch` returns the local path, downloading
+the file on first use.  Every download is checked against the registered hash before
+it is moved into the cache, so a corrupted or tampered file is refused and never
+reaches the cache (pooch streams into a temporary file and deletes it on mismatch).
+
+Environment variables
+---------------------
+``FERVISION_CACHE``
+    Folder the weights are cached in (default: ``pooch.os_cache("fervision")``, e.g.
+    ``~/.cache/fervision`` on Linux).  To work offline, put the files there by hand.
+``FERVISION_BASE_URL``
+    A mirror: when set, a weight is downloaded from ``FERVISION_BASE_URL`` + its file
+    name instead of its registered URL (a ``/`` is inserted when missing).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from dataclasses import dataclass
+
+import pooch
+
+__all__ = [
+    "WeightsUnavailableError",
+    "WeightsHashError",
+    "register",
+    "list_weights",
+    "cache_dir",
+    "url_for",
+    "fetch",
+]
+
+CACHE_ENV = "FERVISION_CACHE"
+BASE_URL_ENV = "FERVISION_BASE_URL"
+
+
+class WeightsUnavailableError(OSError):
+    """A weight file is not cached and could not be downloaded (e.g. no network)."""
+
+
+class WeightsHashError(ValueError):
+    """A downloaded weight file did not match its registered SHA-256 (it was discarded)."""
+
+
+@dataclass(frozen=True)
+class WeightEntry:
+    """One registered weight file."""
+
+    name: str
+    url: str
+    sha256: str
+    filename: str
+
+
+_REGISTRY: dict[str, WeightEntry] = {}
+
+
+def _check_sha256(sha256: str) -> str:
+    digest = sha256.lower().removeprefix("sha256:")
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(
+            f"sha256 must be 64 hexadecimal characters (optionally prefixed 'sha256:'), "
+            f"got {sha256!r}"
+        )
+    return digest
+
+
+def register(name: str, url: str, sha256: str, filename: str | None = None) -> None:
+    """Register (or replace) a downloadable weight file.
+
+    Parameters
+    ----------
+    name : str
+        Registry key used with :func:`fetch`.
+    url : str
+        Where the file is downloaded from.
+    sha256 : str
+        Expected SHA-256 of the file (hex digest, optionally prefixed ``"sha256:"``).
+    filename : str, optional
+        Name the file is cached under (and appended to ``FERVISION_BASE_URL``).
+        Defaults to the last component of ``url``.
+
+    Raises
+    ------
+    ValueError
+        Empty name or URL, malformed hash, or a file name containing a path separator.
+    """
+    if not name or not isinstance(name, str):
+        raise ValueError(f"weight name must be a non-empty string, got {name!r}")
+    if not url or not isinstance(url, str):
+        raise ValueError(f"url for weight {name!r} must be a non-empty string, got {url!r}")
+    digest = _check_sha256(sha256)
+    filename = filename or url.rstrip("/").rsplit("/", 1)[-1]
+    if not filename or "/" in filename or "\\" in filename or filename in (".", ".."):
+        raise ValueError(f"filename for weight {name!r} must be a plain file name, got {filename!r}")
+    _REGISTRY[name] = WeightEntry(name, url, digest, filename)
+
+
+def list_weights() -> dict[str, WeightEntry]:
+    """Return a copy of the registry: name -> :class:`WeightEntry` (url, sha256, filename)."""
+    return dict(_REGISTRY)
+
+
+def cache_dir() -> pathlib.Path:
+    """Folder weights are cached in: ``$FERVISION_CACHE`` or ``pooch.os_cache("fervision")``."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return pathlib.Path(env).expanduser()
+    return pathlib.Path(pooch.os_cache("fervision"))
+
+
+def _entry(name: str) -> WeightEntry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise KeyError(f"unknown weights {name!r}; registered: {known}") from None
+
+
+def url_for(name: str) -> str:
+    """URL :func:`fetch` downloads ``name`` from (honours ``FERVISION_BASE_URL``)."""
+    entry = _entry(name)
+    base = os.environ.get(BASE_URL_ENV)
+    if base:
+        return base.rstrip("/") + "/" + entry.filename
+    return entry.url
+
+
+def fetch(name: str, *, progress: bool = True) -> pathlib.Path:
+    """Return the local path of registered weights, downloading them if needed.
+
+    A cached file whose SHA-256 matches is used without any network access.  Otherwise
+    the file is downloaded (from ``FERVISION_BASE_URL`` when set), its SHA-256 checked,
+    and only then moved into :func:`cache_dir`.
+
+    Parameters
+    ----------
+    name : str
+        A registered name, see :func:`list_weights`.
+    progress : bool, default=True
+        Show a tqdm progress bar while downloading.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    KeyError
+        ``name`` is not registered.
+    WeightsHashError
+        The download's SHA-256 differs from the registered one; nothing is cached.
+    WeightsUnavailableError
+        The file is not cached and the download failed; the message gives the URL and
+        the exact path to put the file at.
+    """
+    entry = _entry(name)
+    url = url_for(name)
+    folder = cache_dir()
+    target = folder / entry.filename
+    try:
+        path = pooch.retrieve(
+            url,
+            known_hash=f"sha256:{entry.sha256}",
+            fname=entry.filename,
+            path=folder,
+            progressbar=progress,
+        )
+    except ValueError as err:
+        # pooch raises ValueError for a hash mismatch and has already deleted the
+        # temporary download, so the cache holds nothing unverified.
+        if "hash" not in str(err).lower():
+            raise
+        raise WeightsHashError(
+            f"refused weights {name!r} downloaded from {url}: SHA-256 mismatch "
+            f"(expected {entry.sha256}). The file was discarded and nothing was cached. "
+            f"Details: {err}"
+        ) from err
+    except Exception as err:  # requests/urllib errors, permissions, ...: all "unavailable"
+        raise WeightsUnavailableError(
+            f"could not download weights {name!r} from {url} ({type(err).__name__}: {err}). "
+            f"To use them offline, download {entry.url} yourself (SHA-256 {entry.sha256}) "
+            f"and save it as {target} (set {CACHE_ENV} to use another folder, or "
+            f"{BASE_URL_ENV} to download from a mirror)."
+        ) from err
+    return pathlib.Path(path)
+
+
+register(
+    "yunet-2023mar",
+    "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/"
+    "face_detection_yunet_2023mar.onnx",
+    "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+)

@@ -1,0 +1,160 @@
+"""fervision.weights: download, SHA-256 verification, caching and offline behaviour.
+
+Everything is served from a local HTTP server on 127.0.0.1 and cached in tmp_path;
+the real user cache is never touched."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import shutil
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import cv2
+import pytest
+
+from fervision import weights
+
+YUNET_2026_SHA = "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
+YUNET_2026_SIZE = 229_738
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+
+class LocalServer:
+    """http.server in a thread serving ``root``; ``stop()`` makes the URL unreachable."""
+
+    def __init__(self, root):
+        handler = functools.partial(_QuietHandler, directory=str(root))
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.running = True
+
+    def stop(self):
+        if self.running:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.thread.join(5)
+            self.running = False
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    path = tmp_path / "cache"
+    monkeypatch.setenv(weights.CACHE_ENV, str(path))
+    monkeypatch.delenv(weights.BASE_URL_ENV, raising=False)
+    return path
+
+
+@pytest.fixture
+def served(tmp_path, yunet_onnx):
+    root = tmp_path / "served"
+    root.mkdir()
+    shutil.copy(yunet_onnx, root / yunet_onnx.name)
+    server = LocalServer(root)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """Isolate registry changes made by a test."""
+    monkeypatch.setattr(weights, "_REGISTRY", dict(weights._REGISTRY))
+    return weights._REGISTRY
+
+
+def _files(folder):
+    return sorted(p.name for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def test_registry_has_yunet():
+    entry = weights.list_weights()["yunet-2023mar"]
+    assert entry.url.startswith("https://github.com/opencv/opencv_zoo/")
+    assert entry.filename == "face_detection_yunet_2023mar.onnx"
+    assert entry.sha256 == "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+
+
+def test_cache_dir_env_and_default(monkeypatch, tmp_path):
+    monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path / "x"))
+    assert weights.cache_dir() == tmp_path / "x"
+    monkeypatch.delenv(weights.CACHE_ENV)
+    assert weights.cache_dir().name == "fervision"
+
+
+def test_register_validates(registry):
+    with pytest.raises(ValueError, match="64 hexadecimal"):
+        weights.register("bad", "http://x/a.onnx", "abc")
+    with pytest.raises(ValueError, match="plain file name"):
+        weights.register("bad", "http://x/a.onnx", "0" * 64, filename="../evil")
+    weights.register("ok", "http://x/dir/a.onnx", "sha256:" + "A" * 64)
+    assert weights.list_weights()["ok"].filename == "a.onnx"
+    assert weights.list_weights()["ok"].sha256 == "a" * 64
+
+
+def test_unknown_name_lists_registered():
+    with pytest.raises(KeyError, match="yunet-2023mar"):
+        weights.fetch("no-such-model")
+
+
+def test_download_verified_cached_then_offline(cache, served, registry, yunet_onnx):
+    weights.register("yunet-test", f"{served.url}/{yunet_onnx.name}", YUNET_2026_SHA)
+    path = weights.fetch("yunet-test", progress=False)
+    assert path == cache / yunet_onnx.name
+    assert path.stat().st_size == YUNET_2026_SIZE
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == YUNET_2026_SHA
+    det = cv2.FaceDetectorYN.create(str(path), "", (320, 240), 0.6, 0.3, 100)
+    assert det is not None
+
+    served.stop()  # offline from now on: the cached, verified copy must be used
+    assert weights.fetch("yunet-test", progress=False) == path
+    assert _files(cache) == [yunet_onnx.name]
+
+
+def test_base_url_mirror(cache, served, registry, monkeypatch, yunet_onnx):
+    weights.register(
+        "yunet-mirror", "https://unreachable.invalid/x.onnx", YUNET_2026_SHA,
+        filename=yunet_onnx.name,
+    )
+    monkeypatch.setenv(weights.BASE_URL_ENV, served.url + "/")
+    assert weights.url_for("yunet-mirror") == f"{served.url}/{yunet_onnx.name}"
+    path = weights.fetch("yunet-mirror", progress=False)
+    assert path.stat().st_size == YUNET_2026_SIZE
+
+
+def test_wrong_sha_refused_and_cache_empty(cache, served, registry, yunet_onnx):
+    wrong = "0" * 64
+    weights.register("yunet-bad", f"{served.url}/{yunet_onnx.name}", wrong)
+    with pytest.raises(weights.WeightsHashError, match="SHA-256 mismatch") as info:
+        weights.fetch("yunet-bad", progress=False)
+    assert "nothing was cached" in str(info.value)
+    assert wrong in str(info.value)
+    assert _files(cache) == []
+
+
+def test_not_cached_and_offline_names_url_and_path(cache, served, registry, yunet_onnx):
+    url = f"{served.url}/{yunet_onnx.name}"
+    weights.register("yunet-offline", url, YUNET_2026_SHA)
+    served.stop()
+    with pytest.raises(weights.WeightsUnavailableError) as info:
+        weights.fetch("yunet-offline", progress=False)
+    assert isinstance(info.value, OSError)
+    msg = str(info.value)
+    assert url in msg
+    assert str(cache / yunet_onnx.name) in msg
+    assert weights.CACHE_ENV in msg
+    assert _files(cache) == []
+
+
+def test_manually_placed_file_used_offline(cache, registry, yunet_onnx):
+    """The offline recipe in the error message works: copy the file to the cache path."""
+    weights.register("yunet-manual", "http://127.0.0.1:9/none.onnx", YUNET_2026_SHA,
+                     filename=yunet_onnx.name)
+    cache.mkdir()
+    shutil.copy(yunet_onnx, cache / yunet_onnx.name)
+    assert weights.fetch("yunet-manual", progress=False) == cache / yunet_onnx.name
