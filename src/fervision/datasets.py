@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import warnings
 from pathlib import Path
@@ -17,10 +18,16 @@ _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".w
 
 
 def _read_gray(path: Path, image_size: int | None) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    # np.fromfile + imdecode (rather than cv2.imread) tells "cannot open" from "not an
+    # image" and copes with non-ASCII paths on every platform.
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise ValueError(f"cannot read image file {str(path)!r}: {err}") from None
+    img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
     if img is None:
-        raise ValueError(f"cannot read image file {str(path)!r} (missing, unreadable or "
-                         "not an image)")
+        raise ValueError(f"cannot decode image file {str(path)!r} (empty, corrupt or not "
+                         "an image)")
     if image_size is not None and img.shape != (image_size, image_size):
         interp = cv2.INTER_AREA if min(img.shape) >= image_size else cv2.INTER_LINEAR
         img = cv2.resize(img, (image_size, image_size), interpolation=interp)
@@ -57,8 +64,9 @@ def load_image_folder(
         Return ``(X, y)``; if False, a :class:`sklearn.utils.Bunch` with ``data``,
         ``target``, ``target_names``, ``filenames``.
     on_error : {"raise", "skip"}, default="raise"
-        What to do with an unreadable or non-image file: raise a ``ValueError`` naming
-        it, or warn and skip it.
+        What to do with a file that has an image suffix but cannot be decoded: raise a
+        ``ValueError`` naming it, or warn and skip it.  Files without an image suffix
+        (``.txt``, ``Thumbs.db``, hidden files) are ignored.
     progress : bool, optional
         Show a tqdm progress bar (default: when loading more than 2,000 files).
     random_state : int, optional
@@ -73,26 +81,12 @@ def load_image_folder(
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if image_size is not None and (not isinstance(image_size, (int, np.integer))
+                                   or isinstance(image_size, bool) or image_size < 1):
+        raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
     root = Path(root)
-    if not root.is_dir():
-        raise ValueError(f"image folder {str(root)!r} does not exist or is not a directory")
-    folders = sorted(p for p in root.iterdir() if p.is_dir())
-    if classes is not None:
-        wanted = {_label(c) for c in classes}
-        folders = [p for p in folders if _label(p.name) in wanted]
-        missing = wanted - {_label(p.name) for p in folders}
-        if missing:
-            raise ValueError(f"class folder(s) {sorted(missing)} not found in {str(root)!r}")
-    if not folders:
-        raise ValueError(f"no class sub-folders in {str(root)!r}")
-    rng = np.random.default_rng(random_state) if random_state is not None else None
-    files: list[tuple[Path, str]] = []
-    for folder in folders:
-        paths = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-        if max_per_class is not None and len(paths) > max_per_class:
-            paths = (list(rng.choice(paths, max_per_class, replace=False)) if rng is not None
-                     else paths[:max_per_class])
-        files += [(p, _label(folder.name)) for p in paths]
+    files = list_image_files(root, classes=classes, max_per_class=max_per_class,
+                             random_state=random_state)
     show = progress if progress is not None else len(files) > 2000
     images, labels, names = [], [], []
     for path, label in tqdm(files, desc=f"loading {root.name}", disable=not show, unit="img"):
@@ -112,7 +106,211 @@ def load_image_folder(
     y = np.asarray(labels)
     if return_X_y:
         return X, y
-    return Bunch(data=X, target=y, target_names=sorted(set(labels)), filenames=names)
+    return Bunch(data=X, target=y, target_names=_ordered_names(labels), filenames=names)
+
+
+def list_image_files(root, classes=None, max_per_class=None, random_state=None):
+    """List ``(path, label)`` pairs of a ``root/<class>/<image>`` folder.
+
+    Files whose suffix is not an image suffix (``.jpg``, ``.png``, ...) and hidden
+    files are ignored, so stray ``Thumbs.db`` or ``.DS_Store`` files do not count as
+    unreadable images; a corrupt file *with* an image suffix is listed.
+
+    Parameters
+    ----------
+    root : str or path-like
+        Folder with one sub-folder per class.
+    classes : list of str, optional
+        Sub-folders to list (any spelling :func:`fervision.canonical_emotion` knows).
+    max_per_class : int, optional
+        At most this many files per class: the first ones in sorted order, or a random
+        choice (returned in sorted order) when ``random_state`` is given.
+    random_state : int, optional
+        Seed for the random choice.
+
+    Returns
+    -------
+    list of (pathlib.Path, str)
+        Files in class-folder order, each with its canonical label.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"image folder {str(root)!r} does not exist or is not a directory")
+    if max_per_class is not None and (not isinstance(max_per_class, (int, np.integer))
+                                      or isinstance(max_per_class, bool) or max_per_class < 1):
+        raise ValueError(f"max_per_class must be a positive int or None, got {max_per_class!r}")
+    if isinstance(classes, str):
+        classes = [classes]
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if classes is not None:
+        wanted = {_label(c) for c in classes}
+        folders = [p for p in folders if _label(p.name) in wanted]
+        missing = wanted - {_label(p.name) for p in folders}
+        if missing:
+            raise ValueError(f"class folder(s) {sorted(missing)} not found in {str(root)!r}")
+    if not folders:
+        raise ValueError(f"no class sub-folders in {str(root)!r}")
+    rng = np.random.default_rng(random_state) if random_state is not None else None
+    files: list[tuple[Path, str]] = []
+    for folder in folders:
+        paths = sorted(
+            p for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".")
+            and p.suffix.lower() in _IMAGE_SUFFIXES
+        )
+        if max_per_class is not None and len(paths) > max_per_class:
+            if rng is not None:
+                keep = np.sort(rng.choice(len(paths), max_per_class, replace=False))
+                paths = [paths[i] for i in keep]
+            else:
+                paths = paths[:max_per_class]
+        files += [(p, _label(folder.name)) for p in paths]
+    return files
+
+
+#: FER2013's ``Usage`` values: train, validation ("public test") and test splits.
+FER2013_USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
+_FER_SIDE = 48
+_FER_PIXELS = _FER_SIDE * _FER_SIDE
+
+
+def _check_usage(usage) -> set[str] | None:
+    if usage is None:
+        return None
+    values = [usage] if isinstance(usage, str) else list(usage)
+    if not values:
+        raise ValueError("usage must be None, one of "
+                         f"{', '.join(FER2013_USAGES)} or a non-empty list of them")
+    by_lower = {u.lower(): u for u in FER2013_USAGES}
+    chosen = set()
+    for value in values:
+        key = str(value).strip().lower()
+        if key not in by_lower:
+            raise ValueError(f"unknown FER2013 usage {value!r}; expected one of "
+                             f"{', '.join(FER2013_USAGES)} (case-insensitive)")
+        chosen.add(by_lower[key])
+    return chosen
+
+
+def _parse_pixels(text: str, row: int, line: int, path: Path) -> np.ndarray:
+    where = f"row {row} (line {line}) of {str(path)!r}"
+    try:
+        values = np.array(text.split(), dtype=np.int64)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{where}: pixels must be space-separated integers") from None
+    if values.size != _FER_PIXELS:
+        raise ValueError(f"{where}: expected {_FER_PIXELS} pixel values (48 x 48), "
+                         f"got {values.size}")
+    if values.min() < 0 or values.max() > 255:
+        raise ValueError(f"{where}: pixel values must be in 0-255, got "
+                         f"{values.min()}..{values.max()}")
+    return values.astype(np.uint8).reshape(_FER_SIDE, _FER_SIDE)
+
+
+def load_fer2013(csv_path, usage=None, *, return_X_y: bool = True,
+                 progress: bool | None = None):
+    """Load the original FER2013 CSV (``emotion,pixels,Usage``).
+
+    Parameters
+    ----------
+    csv_path : str or path-like
+        ``fer2013.csv`` (or ``icml_face_data.csv``, whose header has spaces before the
+        column names).  Column names are matched case-insensitively.
+    usage : str or list of str, optional
+        Keep only rows whose ``Usage`` is one of ``"Training"``, ``"PublicTest"``,
+        ``"PrivateTest"`` (case-insensitive); default: every row.
+    return_X_y : bool, default=True
+        Return ``(X, y)``; if False, a :class:`sklearn.utils.Bunch` with ``data``,
+        ``target``, ``target_names`` (:data:`~fervision.labels.EMOTIONS`) and ``usage``
+        (each row's ``Usage``, or None when the CSV has no ``Usage`` column).
+    progress : bool, optional
+        Show a tqdm progress bar (default: for files over 10 MB).
+
+    Returns
+    -------
+    X : ndarray of shape (N, 48, 48), uint8
+    y : ndarray of shape (N,), str
+        Emotion names: FER2013's integer codes 0-6 mapped through
+        :data:`~fervision.labels.EMOTIONS`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``csv_path`` is not a file.
+    ValueError
+        Missing ``emotion``/``pixels`` columns (or ``Usage`` when ``usage`` is given),
+        an unknown ``usage`` value, a row whose emotion is not an int in 0-6 or whose
+        pixels are not 2304 ints in 0-255 (the message names the row), or no rows left.
+
+    Examples
+    --------
+    >>> X, y = load_fer2013("fer2013.csv", usage="Training")  # doctest: +SKIP
+    >>> X.shape, y[:3]  # doctest: +SKIP
+    ((28709, 48, 48), array(['angry', 'angry', 'fear'], dtype='<U8'))
+    """
+    path = Path(csv_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"FER2013 CSV {str(path)!r} does not exist or is not a file")
+    wanted = _check_usage(usage)
+    show = progress if progress is not None else path.stat().st_size > 10_000_000
+    images, codes, usages = [], [], []
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"FER2013 CSV {str(path)!r} is empty")
+        columns = {name.strip().lower(): i for i, name in enumerate(header)}
+        required = ["emotion", "pixels"] + (["usage"] if wanted is not None else [])
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise ValueError(f"FER2013 CSV {str(path)!r} lacks column(s) {missing}; "
+                             f"its header is {header}")
+        i_emo, i_pix = columns["emotion"], columns["pixels"]
+        i_use = columns.get("usage")
+        width = max(i_emo, i_pix, -1 if i_use is None else i_use) + 1
+        for row, fields in enumerate(tqdm(reader, desc=f"reading {path.name}",
+                                          disable=not show, unit="row"), start=1):
+            if not fields:  # blank line
+                continue
+            where = f"row {row} (line {reader.line_num}) of {str(path)!r}"
+            if len(fields) < width:
+                raise ValueError(f"{where} has {len(fields)} field(s), expected {len(header)}")
+            row_usage = fields[i_use].strip() if i_use is not None else None
+            if wanted is not None and row_usage not in wanted:
+                continue
+            try:
+                code = int(fields[i_emo])
+            except ValueError:
+                code = -1
+            if not 0 <= code < len(EMOTIONS):
+                raise ValueError(f"{where}: emotion must be an int in 0-{len(EMOTIONS) - 1}, "
+                                 f"got {fields[i_emo]!r}")
+            images.append(_parse_pixels(fields[i_pix], row, reader.line_num, path))
+            codes.append(code)
+            usages.append(row_usage)
+    if not images:
+        which = "" if wanted is None else f" with Usage in {sorted(wanted)}"
+        raise ValueError(f"no rows{which} in FER2013 CSV {str(path)!r}")
+    X = np.stack(images)
+    y = np.asarray(EMOTIONS)[np.asarray(codes)]
+    if return_X_y:
+        return X, y
+    return Bunch(data=X, target=y, target_names=list(EMOTIONS),
+                 usage=None if i_use is None else np.asarray(usages))
+
+
+def audit(*args, **kwargs):
+    """Audit an image dataset; see :func:`fervision.audit.audit`."""
+    # Imported here: fervision.audit uses this module's folder listing.
+    from .audit import audit as _audit
+
+    return _audit(*args, **kwargs)
+
+
+def _ordered_names(labels) -> list[str]:
+    """Distinct labels: known emotions in FER2013 order, then any others sorted."""
+    present = set(labels)
+    return [e for e in EMOTIONS if e in present] + sorted(present - set(EMOTIONS))
 
 
 def _label(name: str) -> str:
@@ -122,4 +320,5 @@ def _label(name: str) -> str:
         return name
 
 
-__all__ = ["EMOTIONS", "load_image_folder"]
+__all__ = ["EMOTIONS", "FER2013_USAGES", "audit", "list_image_files", "load_fer2013",
+           "load_image_folder"]
