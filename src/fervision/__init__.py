@@ -4,3 +4,7 @@ from .labels import EMOTIONS, canonical_emotion
 
 __version__ = "0.1.0"
 __all__ = ["EMOTIONS", "canonical_emotion", "__version__"]
+
+from .classifier import EmotionClassifier  # noqa: E402
+
+__all__ += ["EmotionClassifier"]
