@@ -32,8 +32,17 @@ from sklearn.utils.validation import check_is_fitted
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # RGB weights (BT.601)
 
+#: Version of the preprocessing rules above.  Saved with every model; bump it when a
+#: change would make an old model see different input for the same image.
+PREPROCESSING_VERSION = 1
+
 
 def _check_dtype(arr: np.ndarray, where: str) -> None:
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(
+            f"Complex data not supported: {where} has dtype {arr.dtype}; images must be "
+            "real-valued (uint8 0-255 or float 0-1)"
+        )
     if arr.dtype == bool or not (
         np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
     ):
@@ -148,29 +157,55 @@ def check_images(X, input_size: int = 48, *, name: str = "X") -> np.ndarray:
             f"Sparse data was passed for {name}, but dense data is required. "
             "Use '.toarray()' to convert to a dense numpy array."
         )
-    if isinstance(X, np.ndarray) or not isinstance(X, list | tuple):
+    if isinstance(X, list | tuple):
+        if len(X) == 0:
+            raise ValueError(f"{name} is empty: at least one image is required")
+        try:
+            arr = np.asarray(X)
+        except ValueError:  # ragged list: images of different sizes
+            return _check_list(list(X), input_size, name)
+    else:
         arr = np.asarray(X)
-        if arr.dtype == object:
-            return _check_list(list(arr), input_size, name)
-        return _check_array(arr, input_size, name)
-    if len(X) == 0:
-        raise ValueError(f"{name} is empty: at least one image is required")
-    try:
-        arr = np.asarray(X)
-    except ValueError:  # ragged list: images of different sizes
-        return _check_list(list(X), input_size, name)
     if arr.dtype == object:
-        return _check_list(list(X), input_size, name)
+        if arr.ndim == 1:  # a sequence of images (of different sizes)
+            return _check_list(list(arr), input_size, name)
+        # A numeric table held as Python objects (e.g. a DataFrame of mixed columns):
+        # convert like numpy does; a non-number raises numpy's TypeError naming it.
+        arr = arr.astype(np.float64)
     return _check_array(arr, input_size, name)
 
 
+def flat_features(X) -> int | None:
+    """Number of values per sample when ``X`` is a 2-D batch of flattened images.
+
+    Returns ``None`` for image-shaped input (3-D/4-D arrays, lists of 2-D images) and
+    for input :func:`check_images` would reject anyway.
+    """
+    if _is_sparse(X):
+        return None
+    shape = getattr(X, "shape", None)
+    if shape is not None:
+        return int(shape[1]) if len(shape) == 2 else None
+    if isinstance(X, list | tuple) and len(X) > 0:
+        try:
+            first = np.ndim(X[0])
+        except ValueError:  # a ragged first element
+            return None
+        if first == 1:
+            return len(X[0])
+    return None
+
+
 def _check_array(arr: np.ndarray, size: int, name: str) -> np.ndarray:
+    if arr.ndim == 2 and arr.shape[0] > 0 and arr.shape[1] == 0:
+        raise ValueError(
+            f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
+            "required: each row must hold a flattened image"
+        )
     if arr.ndim == 0 or arr.shape[0] == 0 or arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}): at least one image is required")
     _check_dtype(arr, name)
     if arr.ndim == 2:
-        if arr.shape[1] == 0:
-            raise ValueError(f"{name} has 0 features per sample (shape {arr.shape})")
         arr = _unflatten(arr)
     elif arr.ndim == 4:
         if arr.shape[-1] not in (1, 3):

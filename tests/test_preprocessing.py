@@ -1,0 +1,198 @@
+"""The one preprocessing path: fervision.preprocessing.check_images and ImageEncoder."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.exceptions import NotFittedError
+
+from fervision.preprocessing import (
+    PREPROCESSING_VERSION,
+    ImageEncoder,
+    check_images,
+    flat_features,
+    flat_side,
+    resize_gray,
+)
+
+
+def test_grayscale_shapes_give_the_same_output(rng):
+    img = rng.integers(0, 256, size=(2, 48, 48), dtype=np.uint8)
+    a = check_images(img)
+    b = check_images(img[..., None])
+    assert a.shape == (2, 48, 48, 1) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a[..., 0], img / 255.0, atol=1e-6)
+
+
+def test_uint8_is_scaled_and_float_is_kept():
+    u8 = np.full((1, 4, 4), 255, np.uint8)
+    f = np.full((1, 4, 4), 0.25, np.float64)
+    assert check_images(u8, 4).max() == pytest.approx(1.0)
+    assert check_images(f, 4).max() == pytest.approx(0.25)
+
+
+def test_rgb_uses_bt601_luma():
+    rgb = np.zeros((1, 4, 4, 3), np.uint8)
+    rgb[..., 0] = 255  # pure red
+    out = check_images(rgb, 4)
+    np.testing.assert_allclose(out, 0.299, atol=1e-6)
+
+
+def test_any_size_is_resized(rng):
+    out = check_images(rng.random((3, 100, 70)), 48)
+    assert out.shape == (3, 48, 48, 1)
+    assert 0.0 <= out.min() and out.max() <= 1.0
+
+
+def test_ragged_list_and_object_array_of_images():
+    imgs = [np.zeros((10, 12), np.uint8), np.full((30, 20, 3), 255, np.uint8)]
+    out = check_images(imgs, 16)
+    assert out.shape == (2, 16, 16, 1)
+    assert out[0].max() == 0.0 and out[1].min() == pytest.approx(1.0)
+    obj = np.empty(2, dtype=object)
+    obj[0], obj[1] = imgs
+    np.testing.assert_array_equal(check_images(obj, 16), out)
+
+
+def test_flattened_rows_are_zero_padded_to_the_next_square():
+    X = np.arange(1, 2001, dtype=np.float32)[None] / 4000.0  # D=2000 -> 45 x 45
+    assert flat_side(2000) == 45
+    out = check_images(X, 45)
+    flat = out[0, ..., 0].ravel()
+    np.testing.assert_allclose(flat[:2000], X[0], rtol=1e-6)
+    assert not flat[2000:].any()
+    # a perfect square is reshaped without padding
+    sq = np.arange(16, dtype=np.uint8)[None]
+    np.testing.assert_allclose(check_images(sq, 4)[0, ..., 0], np.arange(16).reshape(4, 4) / 255)
+
+
+def test_object_table_of_numbers_is_converted_and_bad_cell_named_by_numpy():
+    X = np.random.default_rng(0).random((4, 9))
+    np.testing.assert_array_equal(check_images(X.astype(object), 8), check_images(X, 8))
+    bad = X.astype(object)
+    bad[0, 0] = {"foo": "bar"}
+    with pytest.raises(TypeError, match="argument must be .* string.* number"):
+        check_images(bad, 8)
+
+
+def test_flat_features():
+    assert flat_features(np.zeros((3, 10))) == 10
+    assert flat_features([[1, 2, 3], [4, 5, 6]]) == 3
+    assert flat_features(np.zeros((3, 4, 4))) is None
+    assert flat_features([np.zeros((4, 4))]) is None
+    assert flat_features(sp.csr_matrix(np.eye(3))) is None
+
+
+def test_resize_gray_keeps_size_and_range():
+    img = np.linspace(0, 1, 100 * 80, dtype=np.float32).reshape(100, 80)
+    for size in (8, 48, 200):
+        out = resize_gray(img, size)
+        assert out.shape == (size, size)
+        assert out.min() >= -1e-6 and out.max() <= 1 + 1e-6
+
+
+def test_preprocessing_version_is_an_int():
+    assert isinstance(PREPROCESSING_VERSION, int) and PREPROCESSING_VERSION >= 1
+
+
+# ----------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("bad, where", [(np.nan, "X[1]"), (np.inf, "X[1]"), (-np.inf, "X[1]")])
+def test_nan_and_inf_name_the_image(bad, where):
+    X = np.zeros((3, 5, 5))
+    X[1, 2, 2] = bad
+    with pytest.raises(ValueError, match=re.escape(where) + ".*NaN or infinite"):
+        check_images(X)
+
+
+def test_nan_in_list_names_its_index():
+    imgs = [np.zeros((5, 5)), np.zeros((6, 6)), np.full((4, 4), np.nan)]
+    with pytest.raises(ValueError, match=r"X\[2\] contains NaN"):
+        check_images(imgs)
+
+
+@pytest.mark.parametrize("X", [np.empty((0, 48, 48)), np.empty((0, 3)), [], ()])
+def test_empty_input(X):
+    with pytest.raises(ValueError, match="empty"):
+        check_images(X)
+
+
+def test_zero_features_message_matches_sklearn():
+    msg = r"0 feature\(s\) \(shape=\(12, 0\)\) while a minimum of 1 is required"
+    with pytest.raises(ValueError, match=msg):
+        check_images(np.empty((12, 0)))
+
+
+@pytest.mark.parametrize("shape", [(5,), (2, 3, 4, 1, 1)])
+def test_wrong_number_of_dimensions(shape):
+    with pytest.raises(ValueError, match=f"{len(shape)} dimensions"):
+        check_images(np.zeros(shape))
+
+
+def test_two_channels_are_refused():
+    with pytest.raises(ValueError, match="2 channels.*expected 1 \\(grayscale\\) or 3 \\(RGB\\)"):
+        check_images(np.zeros((2, 8, 8, 2)))
+
+
+def test_rgba_message_says_what_to_do():
+    with pytest.raises(ValueError, match=re.escape("X[..., :3]")):
+        check_images(np.zeros((2, 8, 8, 4), np.uint8))
+    with pytest.raises(ValueError, match=r"X\[1\] has 4 channels"):
+        check_images([np.zeros((8, 8)), np.zeros((8, 8, 4))])
+
+
+@pytest.mark.parametrize("X", [np.array([["a", "b"], ["c", "d"]]), np.ones((2, 4, 4), bool)])
+def test_non_numeric_dtype(X):
+    with pytest.raises(ValueError, match="must be numeric"):
+        check_images(X)
+
+
+def test_complex_is_refused():
+    with pytest.raises(ValueError, match="Complex data not supported"):
+        check_images(np.ones((2, 4), complex))
+
+
+def test_sparse_is_refused_with_a_pointer_to_toarray():
+    with pytest.raises(TypeError, match=r"Sparse data.*toarray"):
+        check_images(sp.csr_matrix(np.eye(4)))
+
+
+@pytest.mark.parametrize("item", [None, 3.0])
+def test_list_with_a_non_image(item):
+    with pytest.raises(ValueError, match=r"X\[1\] is .*not an image"):
+        check_images([np.zeros((4, 4)), item])
+
+
+def test_bad_image_in_list_is_found_before_any_conversion():
+    imgs = [np.zeros((4, 4)), np.zeros((4,)), np.zeros((4, 4))]
+    with pytest.raises(ValueError, match=r"X\[1\] has shape \(4,\)"):
+        check_images(imgs)
+
+
+def test_float_above_one_warns():
+    with pytest.warns(UserWarning, match="taken as 0-1"):
+        check_images(np.full((1, 4, 4), 200.0))
+
+
+def test_name_is_used_in_messages():
+    with pytest.raises(ValueError, match="validation X is empty"):
+        check_images([], name="validation X")
+
+
+# ----------------------------------------------------------------------- encoder
+def test_image_encoder_checks_width_of_flattened_input():
+    enc = ImageEncoder(8).fit(np.zeros((2, 10)))
+    assert enc.n_features_in_ == 10
+    assert enc.transform(np.zeros((3, 10))).shape == (3, 8, 8, 1)
+    with pytest.raises(ValueError, match="X has 9 features, but ImageEncoder is expecting 10"):
+        enc.transform(np.zeros((3, 9)))
+    # image-shaped input is resized, so no width is enforced for it
+    assert not hasattr(ImageEncoder(8).fit(np.zeros((2, 5, 5))), "n_features_in_")
+
+
+def test_image_encoder_must_be_fitted():
+    with pytest.raises(NotFittedError):
+        ImageEncoder(8).transform(np.zeros((1, 8, 8)))
