@@ -1,0 +1,374 @@
+"""One-call facial emotion analysis: find the faces in an image and classify each.
+
+:func:`analyze` runs a :class:`~fervision.detection.FaceDetector` and an
+:class:`~fervision.classifier.EmotionClassifier` on an image; :func:`annotate` draws the
+result.  Without an explicit detector or classifier the defaults (``FaceDetector()`` and
+``EmotionClassifier.from_pretrained()``) are loaded once, on first use, and reused by
+every later call in the process (thread-safe).
+
+Environment variables (read when the defaults are first built; the command-line tool
+and the Streamlit app use them too):
+
+``FERVISION_MODEL``
+    A ``.keras`` file written by :meth:`EmotionClassifier.save
+    <fervision.classifier.EmotionClassifier.save>`, used instead of the bundled model.
+``FERVISION_DETECTOR_MODEL``
+    A YuNet ``.onnx`` file for the default detector, instead of the downloaded one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "FaceResult",
+    "analyze",
+    "analyze_frame",
+    "annotate",
+    "default_classifier",
+    "default_detector",
+    "read_image",
+    "to_bgr",
+]
+
+#: Environment variable naming a saved model to use instead of the bundled default.
+MODEL_ENV = "FERVISION_MODEL"
+#: Environment variable naming a YuNet ``.onnx`` file for the default detector (instead
+#: of the one downloaded by :func:`fervision.weights.fetch`; for offline machines).
+DETECTOR_MODEL_ENV = "FERVISION_DETECTOR_MODEL"
+
+_DEFAULTS: dict[str, object] = {}
+_DEFAULTS_LOCK = threading.Lock()
+# OpenCV's FaceDetectorYN keeps per-call state (input size, buffers), so the shared
+# default detector is used by one thread at a time (Streamlit serves each session in
+# its own thread).  Detection is milliseconds; the classifier call is not serialised.
+_DETECT_LOCK = threading.Lock()
+
+
+@dataclass
+class FaceResult:
+    """One face found by :func:`analyze`.
+
+    Attributes
+    ----------
+    box : tuple of int
+        ``(x, y, w, h)`` in pixels of the analysed image.
+    emotion : str
+        The most probable class.
+    scores : dict of str to float
+        Probability of every class of the classifier (``classifier.classes_`` order).
+    """
+
+    box: tuple[int, int, int, int]
+    emotion: str
+    scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def confidence(self) -> float:
+        """Probability of :attr:`emotion`."""
+        return self.scores[self.emotion]
+
+    def to_dict(self) -> dict:
+        """JSON-ready ``{"box": [x, y, w, h], "emotion": ..., "scores": {...}}``."""
+        return {
+            "box": [int(v) for v in self.box],
+            "emotion": self.emotion,
+            "scores": {k: float(v) for k, v in self.scores.items()},
+        }
+
+    def __getitem__(self, key: str):
+        # Lets code written for dict results (``face["emotion"]``) keep working.
+        return self.to_dict()[key]
+
+
+# --------------------------------------------------------------------------- defaults
+def default_detector():
+    """The process-wide default :class:`~fervision.detection.FaceDetector` (lazy).
+
+    ``FaceDetector()``, or ``FaceDetector(model_path=$FERVISION_DETECTOR_MODEL)`` when set.
+    """
+    return _cached("detector", _make_default_detector)
+
+
+def default_classifier():
+    """The process-wide default :class:`~fervision.classifier.EmotionClassifier` (lazy).
+
+    ``$FERVISION_MODEL`` (a saved ``.keras`` model) when set, else the bundled model.
+    """
+    return _cached("classifier", _make_default_classifier)
+
+
+def _cached(key: str, factory):
+    obj = _DEFAULTS.get(key)
+    if obj is None:
+        with _DEFAULTS_LOCK:  # two threads asking at once build it once
+            obj = _DEFAULTS.get(key)
+            if obj is None:
+                obj = _DEFAULTS[key] = factory()
+    return obj
+
+
+def _make_default_detector():
+    from .detection import FaceDetector
+
+    path = os.environ.get(DETECTOR_MODEL_ENV)
+    if path:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"${DETECTOR_MODEL_ENV} names {path!r}, which is not a file")
+        return FaceDetector(model_path=path)
+    return FaceDetector()
+
+
+def _make_default_classifier():
+    from .classifier import EmotionClassifier
+
+    path = os.environ.get(MODEL_ENV)
+    if path:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"${MODEL_ENV} names {path!r}, which is not a file")
+        return EmotionClassifier.load(path)
+    return EmotionClassifier.from_pretrained()
+
+
+# ----------------------------------------------------------------------------- images
+def read_image(path) -> np.ndarray:
+    """Read an image file as a BGR uint8 array.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If it is not a readable image (a folder, empty, corrupt, unknown format).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"image file not found: {str(path)!r}")
+    # np.fromfile + imdecode rather than cv2.imread: imread returns None for every
+    # failure alike and cannot open non-ASCII paths on Windows.
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise ValueError(f"cannot read image file {str(path)!r}: {err}") from None
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise ValueError(
+            f"cannot decode image file {str(path)!r} (empty, corrupt or not an image)"
+        )
+    return img
+
+
+def to_bgr(image, *, rgb: bool = False, name: str = "image") -> np.ndarray:
+    """Turn a path or an image array into a 3-channel BGR uint8 array.
+
+    Parameters
+    ----------
+    image : str, path-like or ndarray
+        A file, or an array ``(H, W)`` (gray), ``(H, W, 1)``, ``(H, W, 3)`` or
+        ``(H, W, 4)`` (alpha dropped); uint8 0-255 or float 0-1.
+    rgb : bool, default=False
+        Arrays are BGR as OpenCV reads them; pass True for RGB arrays (PIL, matplotlib).
+    name : str
+        What to call the input in error messages.
+    """
+    if isinstance(image, str | os.PathLike):
+        return read_image(image)
+    arr = np.asarray(image)
+    if arr.dtype == bool or not (
+        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+    ):
+        raise ValueError(f"{name} has dtype {arr.dtype}; expected uint8 (0-255) or float (0-1)")
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
+        raise ValueError(
+            f"{name} has shape {arr.shape}; expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        arr = np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    if arr.ndim == 2:
+        return cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR)
+    if arr.shape[-1] == 4:
+        return cv2.cvtColor(arr, cv2.COLOR_RGBA2BGR if rgb else cv2.COLOR_BGRA2BGR)
+    return cv2.cvtColor(arr, cv2.COLOR_RGB2BGR) if rgb else np.ascontiguousarray(arr)
+
+
+# ----------------------------------------------------------------------------- analyze
+def classify_faces(image_bgr: np.ndarray, detector, classifier):
+    """Detect faces and return ``(faces, proba, classes)`` for one BGR uint8 frame.
+
+    All crops of the frame go through ONE ``predict_proba`` call.  ``proba`` is
+    ``(k, n_classes)`` float (``(0, n_classes)`` when no face was found).
+    """
+    classes = [str(c) for c in classifier.classes_]
+    if detector is _DEFAULTS.get("detector"):
+        with _DETECT_LOCK:
+            faces = list(detector.detect(image_bgr))
+            crops = detector.crops(image_bgr, faces)
+    else:
+        faces = list(detector.detect(image_bgr))
+        crops = detector.crops(image_bgr, faces)
+    if not faces:
+        return faces, np.zeros((0, len(classes)), dtype=np.float32), classes
+    proba = np.asarray(classifier.predict_proba(crops))
+    return faces, proba, classes
+
+
+def results_from(faces, proba, classes) -> list[FaceResult]:
+    """Build :class:`FaceResult` objects from detector faces and class probabilities."""
+    out = []
+    for face, row in zip(faces, proba, strict=True):
+        scores = {c: float(p) for c, p in zip(classes, row, strict=True)}
+        box = tuple(int(v) for v in face.box)
+        out.append(FaceResult(box=box, emotion=classes[int(np.argmax(row))], scores=scores))
+    return out
+
+
+def analyze_frame(image_bgr: np.ndarray, detector, classifier) -> list[FaceResult]:
+    """:func:`analyze` for a frame already in BGR uint8 with an explicit detector and
+    classifier (no conversion, no defaults): the per-frame step of video processing."""
+    return results_from(*classify_faces(image_bgr, detector, classifier))
+
+
+def analyze(image, detector=None, classifier=None, *, rgb: bool = False) -> list[FaceResult]:
+    """Find the faces in an image and recognise the emotion of each.
+
+    Parameters
+    ----------
+    image : str, path-like or ndarray
+        An image file, or an array in BGR order as OpenCV reads it (gray and BGRA are
+        accepted too).
+    detector : FaceDetector, optional
+        Default: ``FaceDetector()``, built once and reused.
+    classifier : EmotionClassifier, optional
+        A fitted classifier.  Default: ``$FERVISION_MODEL`` when set, else
+        ``EmotionClassifier.from_pretrained()``; built once and reused.
+    rgb : bool, default=False
+        Set when ``image`` is an RGB array (PIL, matplotlib, Streamlit).
+
+    Returns
+    -------
+    list of FaceResult
+        One per face, largest first; ``result.to_dict()`` gives
+        ``{"box": [x, y, w, h], "emotion": "happy", "scores": {"angry": 0.01, ...}}``.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``image`` is a path that does not exist.
+    ValueError
+        ``image`` is not a readable image, or an array of the wrong shape or dtype.
+
+    Examples
+    --------
+    >>> import fervision
+    >>> for face in fervision.analyze("group.jpg"):  # doctest: +SKIP
+    ...     print(face.box, face.emotion, f"{face.confidence:.0%}")
+    """
+    bgr = to_bgr(image, rgb=rgb)
+    detector = detector if detector is not None else default_detector()
+    classifier = classifier if classifier is not None else default_classifier()
+    return analyze_frame(bgr, detector, classifier)
+
+
+# ---------------------------------------------------------------------------- annotate
+# BGR colours per emotion; anything else (custom classes) gets a fixed fallback.
+_COLORS = {
+    "angry": (40, 40, 220),
+    "disgust": (40, 140, 40),
+    "fear": (150, 50, 150),
+    "happy": (0, 200, 255),
+    "sad": (200, 90, 30),
+    "surprise": (0, 140, 255),
+    "neutral": (170, 170, 170),
+}
+_FALLBACK_COLOR = (255, 200, 0)
+
+
+def _as_face_dict(face) -> dict:
+    if isinstance(face, FaceResult):
+        return face.to_dict()
+    if isinstance(face, dict):
+        return face
+    raise TypeError(f"expected FaceResult or dict faces, got {type(face).__name__}")
+
+
+def annotate(image, faces, *, copy: bool = True, rgb: bool = False) -> np.ndarray:
+    """Draw each face's box, emotion and confidence on an image.
+
+    Parameters
+    ----------
+    image : str, path-like or ndarray
+        The image the faces were found in (BGR, or RGB with ``rgb=True``).
+    faces : list of FaceResult or dict
+        As returned by :func:`analyze` (dicts need ``"box"``, and may carry
+        ``"emotion"`` and ``"scores"``).
+    copy : bool, default=True
+        Draw on a copy; with False a 3-channel uint8 array is drawn on in place.
+    rgb : bool, default=False
+        ``image`` is RGB; colours are then swapped so they look the same.
+
+    Returns
+    -------
+    ndarray
+        The annotated image, uint8, in the colour order it came in (gray and float
+        inputs come back as BGR/RGB uint8).
+    """
+    if isinstance(image, str | os.PathLike):
+        out = read_image(image)
+    else:
+        arr = np.asarray(image)
+        in_place_ok = arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[-1] == 3
+        if in_place_ok:
+            out = arr.copy() if copy else arr
+        else:  # conversion makes a new array anyway
+            out = to_bgr(arr)
+            if rgb:
+                out = cv2.cvtColor(out, cv2.COLOR_BGR2RGB)
+    h_img, w_img = out.shape[:2]
+    scale = max(0.45, min(1.2, min(h_img, w_img) / 800))
+    thick = max(1, round(2 * scale))
+    for face in faces:
+        d = _as_face_dict(face)
+        x, y, w, h = (int(v) for v in d["box"])
+        emotion = d.get("emotion")
+        color = _COLORS.get(emotion, _FALLBACK_COLOR)
+        # Black or white text, whichever reads better on the label colour.
+        luma = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
+        text_color = (0, 0, 0) if luma > 140 else (255, 255, 255)
+        if rgb:
+            color = color[::-1]
+        cv2.rectangle(out, (x, y), (x + w, y + h), color, thick, cv2.LINE_AA)
+        if emotion is None:
+            continue
+        label = str(emotion)
+        scores = d.get("scores") or {}
+        if emotion in scores:
+            label += f" {float(scores[emotion]):.0%}"
+        _draw_label(out, label, x, y, color, text_color, scale, thick)
+    return out
+
+
+def _draw_label(img, label, x, y, color, text_color, scale, thick) -> None:
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (tw, th), base = cv2.getTextSize(label, font, scale, thick)
+    pad = max(2, thick + 1)
+    top = y - th - base - 2 * pad
+    if top < 0:  # no room above the box: put the label just inside its top edge
+        top = y
+    left = min(max(x, 0), max(0, img.shape[1] - tw - 2 * pad))
+    cv2.rectangle(img, (left, top), (left + tw + 2 * pad, top + th + base + 2 * pad), color, -1)
+    cv2.putText(img, label, (left + pad, top + pad + th), font, scale, text_color, thick,
+                cv2.LINE_AA)

@@ -1,0 +1,189 @@
+"""fervision.analyze / annotate on real FER2013 faces planted on VGA canvases."""
+# ruff: noqa: F811 - pytest fixtures are imported from helpers_faces and used as arguments
+
+from __future__ import annotations
+
+import json
+import threading
+
+import cv2
+import numpy as np
+import pytest
+from helpers_faces import (  # noqa: F401 - fixtures
+    detector,
+    face_frame,
+    face_ids,
+    overlap,
+    plant_face,
+    tiny_classifier,
+    tiny_model_path,
+)
+
+import fervision
+from fervision import analysis
+from fervision.analysis import FaceResult, analyze, annotate
+
+
+class CountingClassifier:
+    """Wraps a fitted classifier and records the batch size of each predict_proba."""
+
+    def __init__(self, clf):
+        self.clf = clf
+        self.classes_ = clf.classes_
+        self.batches = []
+
+    def predict_proba(self, X):
+        self.batches.append(len(X))
+        return self.clf.predict_proba(X)
+
+
+def test_analyze_structure(face_frame, detector, tiny_classifier):
+    canvas, patch = face_frame
+    faces = analyze(canvas, detector, tiny_classifier)
+    assert len(faces) == 1
+    face = faces[0]
+    assert isinstance(face, FaceResult)
+    assert overlap(face.box, patch) > 0.2
+    assert all(type(v) is int for v in face.box)
+    classes = [str(c) for c in tiny_classifier.classes_]
+    assert list(face.scores) == classes
+    assert all(type(v) is float for v in face.scores.values())
+    assert sum(face.scores.values()) == pytest.approx(1.0, abs=1e-4)
+    assert face.emotion == max(face.scores, key=face.scores.get)
+    assert face.confidence == face.scores[face.emotion]
+    d = json.loads(json.dumps(face.to_dict()))  # JSON-ready
+    assert d == {"box": list(face.box), "emotion": face.emotion, "scores": face.scores}
+    assert face["emotion"] == face.emotion  # dict-style access
+
+
+def test_exported_from_package():
+    assert fervision.analyze is analyze
+    assert fervision.annotate is annotate
+
+
+def test_path_gray_and_rgb_inputs_agree(face_frame, detector, tiny_classifier, tmp_path):
+    canvas, _ = face_frame
+    ref = analyze(canvas, detector, tiny_classifier)
+    path = tmp_path / "frame.png"
+    assert cv2.imwrite(str(path), canvas)
+    for image, rgb in [(path, False), (str(path), False),
+                       (cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB), True)]:
+        got = analyze(image, detector, tiny_classifier, rgb=rgb)
+        assert [f.box for f in got] == [f.box for f in ref]
+        np.testing.assert_allclose(list(got[0].scores.values()),
+                                   list(ref[0].scores.values()), atol=1e-5)
+    gray = analyze(cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY), detector, tiny_classifier)
+    assert len(gray) == 1 and overlap(gray[0].box, ref[0].box) > 0.8
+
+
+def test_two_faces_largest_first_one_batched_call(fer_sample, face_ids, detector,
+                                                  tiny_classifier):
+    X, _ = fer_sample
+    canvas, small = plant_face(X[face_ids[0]], size=150, top_left=(20, 40))
+    big_canvas, big = plant_face(X[face_ids[1]], size=240, top_left=(360, 200))
+    canvas[200:440, 360:600] = big_canvas[200:440, 360:600]
+    clf = CountingClassifier(tiny_classifier)
+    faces = analyze(canvas, detector, clf)
+    assert len(faces) == 2
+    assert clf.batches == [2]  # every crop of the frame in ONE predict_proba call
+    assert overlap(faces[0].box, big) > 0.2 and overlap(faces[1].box, small) > 0.2
+    areas = [f.box[2] * f.box[3] for f in faces]
+    assert areas == sorted(areas, reverse=True)
+
+
+def test_no_face_returns_empty_without_predicting(detector, tiny_classifier):
+    clf = CountingClassifier(tiny_classifier)
+    blank = np.full((480, 640, 3), 128, np.uint8)
+    assert analyze(blank, detector, clf) == []
+    assert clf.batches == []
+
+
+def test_missing_and_unreadable_files(tmp_path, detector, tiny_classifier):
+    missing = tmp_path / "nope.jpg"
+    with pytest.raises(FileNotFoundError, match="nope.jpg"):
+        analyze(missing, detector, tiny_classifier)
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    with pytest.raises(ValueError, match="bad.jpg"):
+        analyze(bad, detector, tiny_classifier)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.png"):
+        analyze(empty, detector, tiny_classifier)
+
+
+@pytest.mark.parametrize("image, match", [
+    (np.zeros((10, 10, 2), np.uint8), "shape"),
+    (np.zeros((4, 10, 10, 3), np.uint8), "shape"),
+    (np.zeros((0, 10, 3), np.uint8), "empty"),
+    (np.array([["a"]]), "dtype"),
+    (np.full((10, 10), np.nan), "NaN"),
+])
+def test_bad_arrays(image, match, detector, tiny_classifier):
+    with pytest.raises(ValueError, match=match):
+        analyze(image, detector, tiny_classifier)
+
+
+def test_defaults_loaded_once_and_shared(monkeypatch, tiny_model_path, yunet_onnx,
+                                         face_frame):
+    from fervision.classifier import EmotionClassifier
+    from fervision.detection import FaceDetector
+
+    loads = []
+    real_load = EmotionClassifier.load.__func__
+
+    def counting_load(cls, path, *args, **kwargs):
+        loads.append(path)
+        return real_load(cls, path, *args, **kwargs)
+
+    monkeypatch.setattr(EmotionClassifier, "load", classmethod(counting_load))
+    monkeypatch.setenv(analysis.MODEL_ENV, str(tiny_model_path))
+    monkeypatch.setenv(analysis.DETECTOR_MODEL_ENV, str(yunet_onnx))
+    monkeypatch.setattr(analysis, "_DEFAULTS", {})
+    canvas, patch = face_frame
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(analyze(canvas)))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results.append(analyze(canvas))
+    assert len(loads) == 1  # built once, reused by every call and thread
+    assert all(len(r) == 1 and overlap(r[0].box, patch) > 0.2 for r in results)
+    assert isinstance(analysis.default_detector(), FaceDetector)
+
+
+def test_default_model_env_must_exist(monkeypatch, tmp_path):
+    monkeypatch.setattr(analysis, "_DEFAULTS", {})
+    monkeypatch.setenv(analysis.MODEL_ENV, str(tmp_path / "missing.keras"))
+    with pytest.raises(FileNotFoundError, match="missing.keras"):
+        analysis.default_classifier()
+
+
+def test_annotate_draws_on_copy_or_in_place(face_frame, detector, tiny_classifier):
+    canvas, _ = face_frame
+    faces = analyze(canvas, detector, tiny_classifier)
+    before = canvas.copy()
+    out = annotate(canvas, faces)
+    np.testing.assert_array_equal(canvas, before)  # copy=True leaves the input alone
+    assert out.shape == canvas.shape and out.dtype == np.uint8
+    x, y, w, h = faces[0].box
+    changed = np.any(out != canvas, axis=2)
+    assert changed[y:y + h + 1, x:x + w + 1].any()  # the box
+    assert changed[max(0, y - 40):y, x:x + w].any()  # the label above it
+    same = annotate(canvas, faces, copy=False)
+    assert same is canvas
+    np.testing.assert_array_equal(canvas, out)
+
+
+def test_annotate_dicts_gray_and_edge_boxes():
+    gray = np.full((100, 120), 100, np.uint8)
+    faces = [{"box": [0, 0, 50, 50], "emotion": "happy", "scores": {"happy": 0.9}},
+             {"box": [90, 80, 40, 40], "emotion": "custom"},  # unknown class, off-edge
+             {"box": [10, 60, 20, 20]}]  # box only
+    out = annotate(gray, faces)
+    assert out.shape == (100, 120, 3)
+    assert np.any(out[0:50, 0:50] != 100)
+    with pytest.raises(TypeError, match="FaceResult or dict"):
+        annotate(gray, [(0, 0, 5, 5)])
