@@ -8,3 +8,7 @@ __all__ = ["EMOTIONS", "canonical_emotion", "__version__"]
 from .classifier import EmotionClassifier  # noqa: E402
 
 __all__ += ["EmotionClassifier"]
+
+from .analysis import analyze, annotate  # noqa: E402
+
+__all__ += ["analyze", "annotate"]
