@@ -125,7 +125,9 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-faces", type=int, default=200)
     parser.add_argument("--backends", nargs="+", default=["yunet", "haar", "mtcnn"])
-    parser.add_argument("--model-path", default=str(SHARED / "models/face_detection_yunet_2026may.onnx"))
+    parser.add_argument(
+        "--model-path", default=str(SHARED / "models/face_detection_yunet_2026may.onnx")
+    )
     parser.add_argument("--fer-dir", default=str(SHARED / "data/fer2013"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/detectors.json"))
@@ -147,13 +149,15 @@ def main(argv=None) -> dict:
         except ImportError as err:
             print(f"skipping {backend}: {err}", file=sys.stderr)
 
-    header = f"{'backend':8} {'detected':>9} {'FP images':>10} {'FP boxes':>9} {'ms/frame':>9} {'p90 ms':>7}"
+    header = (f"{'backend':8} {'detected':>9} {'FP images':>10} {'FP boxes':>9} "
+              f"{'ms/frame':>9} {'p90 ms':>7}")
     print(f"{len(scenes)} FER2013 faces on {W}x{H} canvases, {len(negatives)} face-free images")
     print(header)
     print("-" * len(header))
     for name, r in results.items():
-        print(f"{name:8} {r['detection_rate']:9.1%} {r['false_positive_images']:>4}/{r['n_negatives']:<5}"
-              f" {r['false_positive_boxes']:9d} {r['ms_per_frame_median']:9.1f} {r['ms_per_frame_p90']:7.1f}")
+        fp = f"{r['false_positive_images']:>4}/{r['n_negatives']:<5}"
+        print(f"{name:8} {r['detection_rate']:9.1%} {fp} {r['false_positive_boxes']:9d} "
+              f"{r['ms_per_frame_median']:9.1f} {r['ms_per_frame_p90']:7.1f}")
 
     payload = {
         "results": results,

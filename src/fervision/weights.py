@@ -96,7 +96,9 @@ def register(name: str, url: str, sha256: str, filename: str | None = None) -> N
     digest = _check_sha256(sha256)
     filename = filename or url.rstrip("/").rsplit("/", 1)[-1]
     if not filename or "/" in filename or "\\" in filename or filename in (".", ".."):
-        raise ValueError(f"filename for weight {name!r} must be a plain file name, got {filename!r}")
+        raise ValueError(
+            f"filename for weight {name!r} must be a plain file name, got {filename!r}"
+        )
     _REGISTRY[name] = WeightEntry(name, url, digest, filename)
 
 
