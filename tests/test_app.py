@@ -1,0 +1,187 @@
+"""The Streamlit app: upload handling, the page through AppTest, and one real browser."""
+# ruff: noqa: F811 - pytest fixtures are imported from helpers_faces and used as arguments
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from helpers_faces import (  # noqa: F401 - fixtures
+    detector,
+    face_frame,
+    face_ids,
+    overlap,
+    tiny_classifier,
+    tiny_model_path,
+)
+
+pytest.importorskip("streamlit")
+
+from fervision import analysis  # noqa: E402
+from fervision.app import MAX_SIDE, decode_upload, process_upload  # noqa: E402
+
+APP = Path(analysis.__file__).with_name("app.py")
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def png_bytes(image) -> bytes:
+    ok, buf = cv2.imencode(".png", image)
+    assert ok
+    return buf.tobytes()
+
+
+def test_process_upload(face_frame, detector, tiny_classifier):
+    canvas, patch = face_frame
+    result = process_upload(png_bytes(canvas), detector, tiny_classifier, name="me.png")
+    assert len(result.faces) == 1 and overlap(result.faces[0].box, patch) > 0.2
+    rgb = result.annotated_rgb
+    assert rgb.shape == canvas.shape and rgb.dtype == np.uint8
+    # RGB for display: the annotation's colours are swapped relative to a BGR drawing
+    bgr = analysis.annotate(canvas, result.faces)
+    np.testing.assert_array_equal(rgb, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def test_decode_upload_errors_and_downscaling():
+    for data in (b"", b"not an image at all", png_bytes(np.zeros((4, 4), np.uint8))[:20]):
+        with pytest.raises(ValueError, match="holiday.jpg"):
+            decode_upload(data, "holiday.jpg")
+    big = np.zeros((2000, 4000, 3), np.uint8)
+    assert decode_upload(png_bytes(big)).shape == (MAX_SIDE // 2, MAX_SIDE, 3)
+
+
+@pytest.fixture
+def app_models(monkeypatch, tiny_model_path, yunet_onnx):
+    """Make the app's default models the tiny test model and the shared YuNet file."""
+    import streamlit as st
+
+    monkeypatch.setenv(analysis.MODEL_ENV, str(tiny_model_path))
+    monkeypatch.setenv(analysis.DETECTOR_MODEL_ENV, str(yunet_onnx))
+    monkeypatch.setattr(analysis, "_DEFAULTS", {})
+    st.cache_resource.clear()
+    yield
+    st.cache_resource.clear()
+
+
+def run_app(upload=None):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    if upload is not None:
+        at.file_uploader[0].set_value(upload)
+        at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_page_before_upload(app_models):
+    at = run_app()
+    assert "fervision" in at.title[0].value
+    assert at.file_uploader[0].allowed_type == [".jpg", ".jpeg", ".png"] or set(
+        t.lstrip(".") for t in at.file_uploader[0].allowed_type) == {"jpg", "jpeg", "png"}
+    assert "JPG or PNG" in at.info[0].value
+
+
+def test_page_with_a_face(app_models, face_frame):
+    at = run_app(("face.png", png_bytes(face_frame[0]), "image/png"))
+    assert not at.error
+    assert len(at.get("image")) == 1
+    heads = [h.value for h in at.subheader]
+    assert len(heads) == 1 and heads[0].startswith("Face 1: ") and heads[0].endswith("%)")
+    assert len(at.get("vega_lite_chart")) == 1  # the probability bar chart
+
+
+def test_page_unreadable_upload(app_models):
+    at = run_app(("broken.png", b"\x89PNG garbage", "image/png"))
+    assert len(at.error) == 1 and "broken.png" in at.error[0].value
+
+
+def test_page_no_face(app_models):
+    blank = np.full((300, 400, 3), 200, np.uint8)
+    at = run_app(("wall.png", png_bytes(blank), "image/png"))
+    assert not at.error
+    assert any("No face found" in w.value for w in at.warning)
+
+
+def test_page_model_failure_is_reported(monkeypatch, tmp_path):
+    import streamlit as st
+
+    monkeypatch.setattr(analysis, "_DEFAULTS", {})
+    monkeypatch.setenv(analysis.MODEL_ENV, str(tmp_path / "absent.keras"))
+    st.cache_resource.clear()
+    at = run_app(("face.png", png_bytes(np.zeros((64, 64, 3), np.uint8)), "image/png"))
+    assert len(at.error) == 1 and "absent.keras" in at.error[0].value
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed")
+def test_screenshot_in_headless_chromium(tmp_path, tiny_model_path, yunet_onnx):
+    port = free_port()
+    env = {**os.environ, analysis.MODEL_ENV: str(tiny_model_path),
+           analysis.DETECTOR_MODEL_ENV: str(yunet_onnx)}
+    log = open(tmp_path / "streamlit.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(port),
+         "--browser.gatherUsageStats", "false"],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, (tmp_path / "streamlit.log").read_text()
+            assert time.monotonic() < deadline, "streamlit did not start in 60 s"
+            time.sleep(0.3)
+        # The first session runs the script (imports, model loading) while the browser
+        # shows a blank "running" page, so screenshot until the page is drawn.
+        for attempt in range(8):
+            shot = tmp_path / f"app{attempt}.png"
+            subprocess.run(
+                [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / f'profile{attempt}'}",
+                 "--virtual-time-budget=15000", "--window-size=1200,900",
+                 f"--screenshot={shot}", url],
+                capture_output=True, timeout=60, check=False,
+            )
+            image = cv2.imread(str(shot))
+            assert image is not None, "chromium wrote no decodable screenshot"
+            gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+            if gray.std() > 8 or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert image.shape[:2] == (900, 1200)
+        # A blank or still-loading Streamlit page is flat white (std ~3); the rendered
+        # page has a large dark title, text and the uploader box.
+        assert gray.std() > 8, f"page not rendered after {attempt + 1} screenshots"
+        assert (gray < 100).mean() > 0.002
+        if os.environ.get("FERVISION_KEEP_SCREENSHOT"):
+            cv2.imwrite(os.environ["FERVISION_KEEP_SCREENSHOT"], image)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
