@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from helpers_faces import (  # noqa: F401 - fixtures
+    detectable_faces,
     detector,
     face_frame,
     face_ids,
@@ -76,11 +77,13 @@ def test_path_gray_and_rgb_inputs_agree(face_frame, detector, tiny_classifier, t
     assert len(gray) == 1 and overlap(gray[0].box, ref[0].box) > 0.8
 
 
-def test_two_faces_largest_first_one_batched_call(fer_sample, face_ids, detector,
-                                                  tiny_classifier):
+def test_two_faces_largest_first_one_batched_call(fer_sample, detector, tiny_classifier):
     X, _ = fer_sample
-    canvas, small = plant_face(X[face_ids[0]], size=150, top_left=(20, 40))
-    big_canvas, big = plant_face(X[face_ids[1]], size=240, top_left=(360, 200))
+    small_at, big_at = dict(size=150, top_left=(20, 40)), dict(size=240, top_left=(360, 200))
+    i_small = detectable_faces(X, detector, n=1, **small_at)[0]
+    i_big = next(i for i in detectable_faces(X, detector, n=2, **big_at) if i != i_small)
+    canvas, small = plant_face(X[i_small], **small_at)
+    big_canvas, big = plant_face(X[i_big], **big_at)
     canvas[200:440, 360:600] = big_canvas[200:440, 360:600]
     clf = CountingClassifier(tiny_classifier)
     faces = analyze(canvas, detector, clf)
