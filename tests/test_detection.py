@@ -305,8 +305,35 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
-def test_default_yunet_is_fetched_and_verified(tmp_path, monkeypatch, yunet_onnx, astronaut):
-    """model_path=None downloads "yunet-2023mar" through pooch (here from a local mirror)."""
+def test_default_yunet_is_bundled_and_offline(astronaut, monkeypatch, tmp_path):
+    """model_path=None uses the YuNet file inside the package: no fetch, no cache."""
+    from fervision import detection
+
+    assert detection.BUNDLED_YUNET.is_file()
+
+    def no_fetch(name, **kw):
+        raise AssertionError("the default detector must not download anything")
+
+    monkeypatch.setattr(weights, "fetch", no_fetch)
+    monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path / "cache"))
+    faces = FaceDetector().detect(astronaut)
+    assert len(faces) == 1
+    assert not (tmp_path / "cache").exists()
+
+
+def test_detect_size_maps_boxes_back(astronaut):
+    big = cv2.resize(astronaut, (1024, 1024))
+    full = FaceDetector(detect_size=None).detect(big)[0]
+    small = FaceDetector(detect_size=256).detect(big)[0]
+    # Same face, box in full-resolution coordinates (within the 4x rescale's rounding).
+    assert np.allclose(full.box, small.box, atol=0.08 * full.box[2])
+    assert np.allclose(full.landmarks, small.landmarks, atol=0.08 * full.box[2])
+    with pytest.raises(ValueError, match="detect_size"):
+        FaceDetector(detect_size=8).detect(big)
+
+
+def test_yunet_2023mar_is_fetched_and_verified(tmp_path, monkeypatch, yunet_onnx, astronaut):
+    """The registry's "yunet-2023mar" downloads through pooch (here from a local mirror)."""
     served = tmp_path / "mirror"
     served.mkdir()
     shutil.copy(yunet_onnx, served / yunet_onnx.name)
@@ -323,7 +350,7 @@ def test_default_yunet_is_fetched_and_verified(tmp_path, monkeypatch, yunet_onnx
         )
         monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path / "cache"))
         monkeypatch.setenv(weights.BASE_URL_ENV, f"http://127.0.0.1:{httpd.server_address[1]}")
-        faces = FaceDetector().detect(astronaut)
+        faces = FaceDetector(model_path=weights.fetch("yunet-2023mar")).detect(astronaut)
     finally:
         httpd.shutdown()
         httpd.server_close()

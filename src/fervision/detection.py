@@ -4,8 +4,9 @@ Three backends are available:
 
 ``"yunet"`` (default)
     OpenCV's ``cv2.FaceDetectorYN`` running the YuNet ONNX model (boxes, scores and five
-    landmarks).  The model is fetched once with :func:`fervision.weights.fetch`
-    (``"yunet-2023mar"``, SHA-256 verified) unless ``model_path`` is given.
+    landmarks).  A YuNet model ships inside the package, so it works offline;
+    opencv_zoo's 2023mar release is available with
+    ``model_path=fervision.weights.fetch("yunet-2023mar")`` (SHA-256 verified).
 ``"haar"``
     OpenCV's Haar cascade ``haarcascade_frontalface_default.xml`` (boxes only, no
     landmarks; ``score`` is always 1.0 because the cascade gives no confidence).
@@ -38,6 +39,8 @@ from .preprocessing import resize_gray
 __all__ = ["Face", "FaceDetector", "NoFaceWarning", "BACKENDS", "check_image"]
 
 BACKENDS = ("yunet", "haar", "mtcnn")
+#: YuNet model shipped in the wheel (sha256 ebafce4e...c22f0f0), the offline default.
+BUNDLED_YUNET = pathlib.Path(__file__).parent / "models" / "face_detection_yunet_2026may.onnx"
 ON_NO_FACE = ("center", "raise")
 # Per-backend score threshold used when ``score_threshold=None``.
 _DEFAULT_SCORE = {"yunet": 0.6, "haar": 0.0, "mtcnn": 0.8}
@@ -83,6 +86,11 @@ class Face:
     def area(self) -> int:
         """Box area in pixels."""
         return self.box[2] * self.box[3]
+
+    def scaled(self, factor: float) -> Face:
+        """This face with box and landmarks multiplied by ``factor``."""
+        lm = None if self.landmarks is None else self.landmarks * factor
+        return Face(tuple(v * factor for v in self.box), self.score, lm)
 
 
 def check_image(image, name: str = "image") -> np.ndarray:
@@ -179,9 +187,16 @@ class FaceDetector(TransformerMixin, BaseEstimator):
     align : bool, default=True
         Rotate crops so the eyes are horizontal (when the backend gives landmarks).
     model_path : str or path-like or None, default=None
-        YuNet ONNX file.  None fetches ``"yunet-2023mar"`` with
-        :func:`fervision.weights.fetch` (downloaded once into the cache; see
-        ``FERVISION_CACHE``).
+        YuNet ONNX file.  None uses the YuNet model shipped inside the package
+        (``fervision/models/face_detection_yunet_2026may.onnx``, 230 KB), so detection
+        works with no network.  Pass ``fervision.weights.fetch("yunet-2023mar")`` for
+        opencv_zoo's 2023mar release (downloaded once, SHA-256 verified).
+    detect_size : int or None, default=320
+        Images whose longer side exceeds this are scaled down to it for detection
+        (boxes and landmarks are mapped back, and crops are cut from the full-resolution
+        image).  Detection cost grows with the pixel count, and a face that fills a
+        webcam frame is still 100+ pixels at 320, so this keeps video real-time.  Use
+        None (full resolution) for photos with many small faces.
     on_no_face : {"center", "raise"}, default="center"
         What :meth:`transform` does with an image without a face: ``"center"`` uses a
         centred square crop of the whole image and emits one :class:`NoFaceWarning`
@@ -212,6 +227,7 @@ class FaceDetector(TransformerMixin, BaseEstimator):
         align=True,
         model_path=None,
         on_no_face="center",
+        detect_size=320,
     ):
         self.backend = backend
         self.score_threshold = score_threshold
@@ -222,6 +238,7 @@ class FaceDetector(TransformerMixin, BaseEstimator):
         self.align = align
         self.model_path = model_path
         self.on_no_face = on_no_face
+        self.detect_size = detect_size
 
     # ------------------------------------------------------------------ sklearn
     def __sklearn_tags__(self):
@@ -328,7 +345,14 @@ class FaceDetector(TransformerMixin, BaseEstimator):
         """
         self._check_params()
         image = check_image(image)
-        faces = getattr(self, f"_detect_{self.backend}")(image)
+        scale = 1.0
+        longest = max(image.shape[:2])
+        if self.detect_size is not None and longest > self.detect_size:
+            scale = self.detect_size / longest
+            small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            faces = [f.scaled(1.0 / scale) for f in getattr(self, f"_detect_{self.backend}")(small)]
+        else:
+            faces = getattr(self, f"_detect_{self.backend}")(image)
         faces = [f for f in faces if min(f.box[2], f.box[3]) >= self.min_face_size]
         faces.sort(key=lambda f: (f.area, f.score), reverse=True)
         return faces if self.max_faces is None else faces[: self.max_faces]
@@ -346,12 +370,7 @@ class FaceDetector(TransformerMixin, BaseEstimator):
         return self._engine
 
     def _detect_yunet(self, image: np.ndarray) -> list[Face]:
-        model = self.model_path
-        if model is None:
-            from .weights import fetch
-
-            model = fetch("yunet-2023mar")
-        model = os.fspath(model)
+        model = os.fspath(self.model_path if self.model_path is not None else BUNDLED_YUNET)
         if not os.path.isfile(model):
             raise FileNotFoundError(f"YuNet model_path not found: {model}")
         threshold = self._score_threshold()
@@ -499,6 +518,10 @@ class FaceDetector(TransformerMixin, BaseEstimator):
             raise ValueError(f"max_faces must be None or an int >= 1, got {self.max_faces!r}")
         if not (isinstance(self.min_face_size, int | float) and self.min_face_size >= 0):
             raise ValueError(f"min_face_size must be a number >= 0, got {self.min_face_size!r}")
+        if self.detect_size is not None and not (
+            isinstance(self.detect_size, int | np.integer) and self.detect_size >= 32
+        ):
+            raise ValueError(f"detect_size must be None or an int >= 32, got {self.detect_size!r}")
         if self.score_threshold is not None and not (
             isinstance(self.score_threshold, int | float) and 0 <= self.score_threshold <= 1
         ):
