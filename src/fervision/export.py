@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["FORMATS", "PREPROCESSING", "export_model", "inference_model", "metadata_path"]
+
 FORMATS = ("savedmodel", "tflite", "onnx")
 
 #: How to turn an image into model input, written to every sidecar.
