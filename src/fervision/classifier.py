@@ -48,7 +48,7 @@ from sklearn.utils.multiclass import type_of_target
 from .augmentation import build_augmentation
 from .backbones import BASE_NAME, create_model
 from .precision import dtype_policy
-from .preprocessing import ImageEncoder, check_images
+from .preprocessing import ImageEncoder, check_images, flat_features
 
 __all__ = ["EmotionClassifier", "LabelEncoder"]
 
@@ -126,6 +126,30 @@ class LabelEncoder(TransformerMixin, BaseEstimator):
         """Attributes SciKeras copies onto the classifier after fitting."""
         return {"classes_": self.classes_, "n_classes_": self.n_classes_,
                 "n_outputs_expected_": 1}
+
+
+_FN_ATTR = "_fervision_inference_fn"
+
+
+def _inference_fn(model):
+    """A traced ``model(x, training=False)``, cached on the model itself.
+
+    Cached on the model (not the estimator) so that ``predict`` leaves the estimator's
+    ``__dict__`` unchanged (scikit-learn checks this) and a new ``model_`` never reuses
+    a stale trace.  Variables are captured by reference, so training the same model
+    later needs no retrace.  One input signature with a free batch dimension means one
+    trace for any number of faces per frame.
+    """
+    fn = model.__dict__.get(_FN_ATTR)
+    if fn is None:
+        import tensorflow as tf
+
+        fn = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)],
+        )
+        object.__setattr__(model, _FN_ATTR, fn)  # bypass Keras attribute tracking
+    return fn
 
 
 def _resolve_strategy(strategy):
@@ -383,7 +407,7 @@ class EmotionClassifier(KerasClassifier):
             tags.classifier_tags = ClassifierTags()
         tags.classifier_tags.multi_class = True
         tags.classifier_tags.multi_label = False
-        tags.classifier_tags.poor_score = True
+        tags.classifier_tags.poor_score = False
         tags.target_tags.required = True
         tags.target_tags.single_output = True
         tags.target_tags.multi_output = False
@@ -401,9 +425,7 @@ class EmotionClassifier(KerasClassifier):
         state = super().__getstate__() if hasattr(super(), "__getstate__") else dict(
             self.__dict__)
         state = dict(state)
-        # A traced tf.function and a distribution strategy are process-local; they are
-        # recreated on demand after unpickling.
-        state.pop("_predict_fn", None)
+        # A distribution strategy is process-local; it is recreated on demand.
         state.pop("_strategy", None)
         return state
 
@@ -443,25 +465,16 @@ class EmotionClassifier(KerasClassifier):
             X = arr
         if arr is not None and np.iscomplexobj(arr):
             raise ValueError("Complex data not supported; images must be real-valued")
-        if arr is not None and arr.dtype == object and arr.ndim == 2:
-            # An object array of numbers (e.g. from a DataFrame); strings fail here
-            # with numpy's own message.
-            try:
-                X = arr = arr.astype(np.float64)
-            except (TypeError, ValueError) as err:
-                raise ValueError(
-                    f"X has dtype object with non-numeric values ({err}); images must be "
-                    "numeric"
-                ) from None
-        two_d = arr is not None and arr.ndim == 2
+        width = flat_features(X)  # rows of flattened images (arrays or lists of lists)
         if reset:
-            if two_d:
-                self.n_features_in_ = int(arr.shape[1])
+            if width is not None:
+                self.n_features_in_ = width
             elif "n_features_in_" in self.__dict__:
                 del self.n_features_in_
-        elif two_d and hasattr(self, "n_features_in_") and arr.shape[1] != self.n_features_in_:
+        elif width is not None and hasattr(self, "n_features_in_") and (
+                width != self.n_features_in_):
             raise ValueError(
-                f"X has {arr.shape[1]} features, but {type(self).__name__} is expecting "
+                f"X has {width} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input."
             )
         return check_images(X, self.input_size)
@@ -585,6 +598,10 @@ class EmotionClassifier(KerasClassifier):
         # sample_weight array in place and cannot do "balanced" from unique labels
         # consistently with compute_class_weight; the rest is SciKeras's fit.
         self._fixed_classes = None
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
         if self.class_weight is not None:
             y_arr = self._check_y(y)
             classes = np.unique(y_arr)
@@ -651,7 +668,6 @@ class EmotionClassifier(KerasClassifier):
         # transfer-learning fit into two SciKeras fits: head only (base frozen), then the
         # top of the base at a lower learning rate.  Each phase is SciKeras's own
         # _fit_keras_model, so history_ and random_state handling stay SciKeras's.
-        self._predict_fn = None  # weights change: drop the traced inference function
         user_callbacks = list(self._fit_callbacks)
         self._fit_callbacks = user_callbacks + self._training_callbacks()
         val = self._encoded_validation_data()
@@ -726,18 +742,9 @@ class EmotionClassifier(KerasClassifier):
     def _forward(self, X, **kwargs):
         small = len(X) <= (self.batch_size or 32)
         if small and not kwargs:
-            fn = getattr(self, "_predict_fn", None)
-            if fn is None:
-                import tensorflow as tf
-
-                model = self.model_
-                fn = tf.function(
-                    lambda x: model(x, training=False),
-                    input_signature=[tf.TensorSpec((None, *model.input_shape[1:]),
-                                                   tf.float32)],
-                )
-                self._predict_fn = fn
-            return np.asarray(fn(X), dtype=np.float32)
+            if self.run_eagerly:
+                return np.asarray(self.model_(X, training=False), dtype=np.float32)
+            return np.asarray(_inference_fn(self.model_)(X), dtype=np.float32)
         params = self.get_params()
         pred_args = route_params(params, destination="predict",
                                  pass_filter=self._predict_kwargs, strict=True)

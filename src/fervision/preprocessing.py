@@ -211,9 +211,13 @@ def _check_array(arr: np.ndarray, size: int, name: str) -> np.ndarray:
         if arr.shape[-1] not in (1, 3):
             _to_gray(arr[0], f"{name}[0]")  # raises the channel message
     elif arr.ndim != 3:
+        hint = ""
+        if arr.ndim == 1:  # scikit-learn's wording, which its estimator checks look for
+            hint = (". Reshape your data: X.reshape(1, -1) for a single flattened image, "
+                    "X[None] for a single (H, W) image")
         raise ValueError(
             f"{name} has {arr.ndim} dimensions (shape {arr.shape}); expected (N, H, W), "
-            "(N, H, W, 1), (N, H, W, 3) or flattened (N, D)"
+            f"(N, H, W, 1), (N, H, W, 3) or flattened (N, D){hint}"
         )
     _check_finite(arr, name)
     _warn_range(arr, name)

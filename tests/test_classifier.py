@@ -1,0 +1,533 @@
+"""EmotionClassifier: fitting, inputs, bad input, persistence, transfer learning, sklearn."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.class_weight import compute_class_weight
+
+import fervision
+from fervision import EmotionClassifier
+from fervision import classifier as classifier_mod
+from fervision.backbones import BACKBONES, BASE_NAME, register_backbone
+
+SIZE = 16
+
+
+def _images(n, seed=0, size=SIZE):
+    """Synthetic faces whose class is where a bright band is: easy to learn."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 90, size=(n, size, size), dtype=np.uint8)
+    y = np.array(["happy", "sad"])[np.arange(n) % 2]
+    X[y == "happy", : size // 2] += 150
+    X[y == "sad", size // 2 :] += 150
+    return X, y
+
+
+def mlp(x, *, weights=None):
+    """A two-layer backbone: traces and trains in a fraction of fernet_tiny's time."""
+    return keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(x))
+
+
+def _clf(**kw):
+    params = dict(backbone=mlp, input_size=SIZE, epochs=1, batch_size=16,
+                  augment=False, precision="float32", random_state=0, verbose=0)
+    params.update(kw)
+    return EmotionClassifier(**params)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _images(32)
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    X, y = data
+    return _clf(epochs=5, learning_rate=0.02).fit(X, y)
+
+
+# --------------------------------------------------------------------- basics
+def test_fit_learns_easy_data_and_sets_attributes(fitted, data):
+    X, y = data
+    assert list(fitted.classes_) == ["happy", "sad"] and fitted.n_classes_ == 2
+    proba = fitted.predict_proba(X)
+    assert proba.shape == (32, 2) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    assert fitted.score(X, y) >= 0.9
+    assert set(fitted.history_) >= {"loss", "accuracy"} and len(fitted.history_["loss"]) == 5
+    assert isinstance(fitted.model_, keras.Model)
+    assert not hasattr(fitted, "n_features_in_")  # image input: no fixed width
+
+
+def test_integer_labels_and_sklearn_class_order(data):
+    X, _ = data
+    y = np.array([5, 1, 3, 1] * 8)
+    clf = _clf().fit(X, y)
+    np.testing.assert_array_equal(clf.classes_, [1, 3, 5])
+    assert clf.classes_.dtype.kind == "i"
+    assert clf.predict_proba(X[:4]).shape == (4, 3)
+    assert set(clf.predict(X)) <= {1, 3, 5}
+
+
+def test_any_image_layout_gives_the_same_prediction(fitted, data):
+    X, _ = data
+    ref = fitted.predict_proba(X[:4])
+    rgb = np.repeat(X[:4, ..., None], 3, axis=-1)
+    big = np.repeat(np.repeat(X[:4], 2, axis=1), 2, axis=2)  # 32x32 -> resized to 16
+    np.testing.assert_allclose(fitted.predict_proba(X[:4, ..., None]), ref, atol=1e-6)
+    np.testing.assert_allclose(fitted.predict_proba(rgb), ref, atol=1e-2)
+    np.testing.assert_allclose(fitted.predict_proba(X[:4] / 255.0), ref, atol=1e-5)
+    np.testing.assert_allclose(fitted.predict_proba(list(big)), ref, atol=1e-2)
+    ragged = [X[0], np.repeat(X[1], 2, axis=0)]  # 16x16 and 32x16
+    assert fitted.predict_proba(ragged).shape == (2, 2)
+
+
+def test_flattened_input_sets_n_features_in(data):
+    X, y = data
+    clf = _clf().fit(X.reshape(len(X), -1), y)
+    assert clf.n_features_in_ == SIZE * SIZE
+    np.testing.assert_allclose(clf.predict_proba(X[:3].reshape(3, -1)),
+                               clf.predict_proba(X[:3]), atol=1e-6)
+    with pytest.raises(ValueError, match="X has 100 features, but EmotionClassifier is expecting"):
+        clf.predict(np.zeros((2, 100)))
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.mark.parametrize(
+    "X, y, match",
+    [
+        (np.full((4, 8, 8), np.nan), ["a", "b"] * 2, r"X\[0\] contains NaN"),
+        (np.full((4, 8, 8), np.inf), ["a", "b"] * 2, "NaN or infinite"),
+        (np.empty((0, 8, 8)), [], "empty"),
+        (np.zeros((4, 8, 8)), ["a", "b", "a"], "4 images but 3 labels"),
+        (np.zeros((4, 8, 8, 3, 1)), ["a", "b"] * 2, "5 dimensions"),
+        (np.zeros((4, 8, 8, 2)), ["a", "b"] * 2, "2 channels"),
+        (np.zeros((4, 8, 8, 4)), ["a", "b"] * 2, r"RGBA.*X\[\.\.\., :3\]"),
+        (np.full((4, 8, 8), "x"), ["a", "b"] * 2, "numeric"),
+        (np.zeros((4, 8, 8)), np.zeros((4, 2)), "y must be 1-D"),
+        (np.zeros((4, 8, 8)), [0.5, 1.5, 2.5, np.nan], "NaN"),
+    ],
+)
+def test_bad_fit_input_fails_before_building(X, y, match):
+    clf = _clf()
+    with pytest.raises(ValueError, match=match):
+        clf.fit(X, y)
+    assert not hasattr(clf, "model_")
+
+
+def test_continuous_target_is_refused():
+    with pytest.raises(ValueError, match="Unknown label type"):
+        _clf().fit(np.zeros((4, 8, 8)), [0.1, 0.2, 0.3, 0.4])
+
+
+def test_predict_before_fit_is_not_fitted_error():
+    clf = _clf()
+    for method in (clf.predict, clf.predict_proba):
+        with pytest.raises(NotFittedError):
+            method(np.zeros((1, SIZE, SIZE)))
+    with pytest.raises(NotFittedError):
+        clf.save("never.keras")
+
+
+def test_bad_predict_input(fitted):
+    with pytest.raises(ValueError, match=r"X\[1\] contains NaN"):
+        fitted.predict(np.stack([np.zeros((SIZE, SIZE)), np.full((SIZE, SIZE), np.nan)]))
+    with pytest.raises(ValueError, match="4 channels"):
+        fitted.predict_proba(np.zeros((1, SIZE, SIZE, 4)))
+
+
+# ------------------------------------------------------------ training options
+def test_same_random_state_gives_identical_predictions(data):
+    X, y = data
+    kw = dict(backbone="fernet_tiny", augment=True, epochs=2)
+    a = _clf(**kw).fit(X, y).predict_proba(X)
+    b = _clf(**kw).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_augment_options_reach_build_augmentation(data):
+    X, y = data
+    names = lambda clf: [layer.name for layer in clf.model_.layers]  # noqa: E731
+    assert "augmentation" not in names(_clf(augment=False).fit(X, y))
+    on = _clf(augment=True).fit(X, y).model_.get_layer("augmentation")
+    kinds = {type(layer).__name__ for layer in on.layers}
+    assert "RandomFlip" in kinds
+    custom = _clf(augment={"flip": False, "crop": 0.0}).fit(X, y).model_.get_layer("augmentation")
+    kinds = {type(layer).__name__ for layer in custom.layers}
+    assert "RandomFlip" not in kinds and "RandomCrop" not in kinds and "RandomRotation" in kinds
+    with pytest.raises(ValueError, match="augment must be"):
+        _clf(augment="yes").fit(X, y)
+
+
+def test_early_stopping_stops_when_loss_does_not_improve(data):
+    X, y = data
+    # learning_rate=0: the loss never improves, so patience 1 stops after 2 epochs.
+    clf = _clf(epochs=10, learning_rate=0.0, early_stopping=1, reduce_lr=False).fit(X, y)
+    assert len(clf.history_["loss"]) == 2
+    full = _clf(epochs=3, learning_rate=0.0, early_stopping=False, reduce_lr=False).fit(X, y)
+    assert len(full.history_["loss"]) == 3
+    with pytest.raises(ValueError, match="early_stopping"):
+        _clf(early_stopping=-2).fit(X, y)
+
+
+def test_validation_data_and_split(data):
+    X, y = data
+    clf = _clf(epochs=2, validation_data=_images(8, seed=1)).fit(X, y)
+    assert len(clf.history_["val_loss"]) == 2 and "val_accuracy" in clf.history_
+    clf = _clf(epochs=1, validation_split=0.25).fit(X, y)
+    assert "val_loss" in clf.history_
+    with pytest.raises(ValueError, match="validation_data"):
+        _clf(validation_data=X).fit(X, y)
+
+
+def test_class_weight_balanced_becomes_sample_weights(data, monkeypatch):
+    X, y = data
+    X, y = X[:20], y[:20].copy()
+    y[:14] = "happy"  # 14 happy, 6 sad
+    seen = {}
+    original = classifier_mod.KerasClassifier._fit_keras_model
+
+    def spy(self, X_, y_, sample_weight, **kw):
+        seen["w"] = sample_weight
+        return original(self, X_, y_, sample_weight, **kw)
+
+    monkeypatch.setattr(classifier_mod.KerasClassifier, "_fit_keras_model", spy)
+    _clf(class_weight="balanced").fit(X, y)
+    cw = dict(zip(["happy", "sad"], compute_class_weight("balanced", classes=np.array(
+        ["happy", "sad"]), y=y), strict=True))
+    np.testing.assert_allclose(seen["w"], [cw[v] for v in y], rtol=1e-6)
+    sw = np.ones(20)
+    _clf(class_weight="balanced").fit(X, y, sample_weight=sw)
+    np.testing.assert_array_equal(sw, 1.0)  # the caller's array is not modified
+
+
+def test_checkpoint_every_epoch_and_loadable(data, tmp_path):
+    X, y = data
+    _clf(epochs=2, checkpoint_dir=tmp_path / "ck").fit(X, y)
+    files = sorted(p.name for p in (tmp_path / "ck").iterdir())
+    assert files == ["epoch-001.keras", "epoch-002.keras"]
+    model = keras.saving.load_model(tmp_path / "ck" / "epoch-002.keras", safe_mode=True)
+    assert model.output_shape == (None, 2)
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def test_resume_continues_an_interrupted_fit(data, tmp_path):
+    X, y = data
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        _clf(resume=True).fit(X, y)
+    ck = tmp_path / "ck"
+    with pytest.raises(KeyboardInterrupt):
+        _clf(epochs=4, resume=True, checkpoint_dir=ck, callbacks=[_Interrupt()]).fit(X, y)
+    assert (ck / "backup").is_dir()
+    clf = _clf(epochs=4, resume=True, checkpoint_dir=ck).fit(X, y)
+    # The crash came in epoch 2's end-of-epoch callbacks, before its backup: epoch 1
+    # is restored and only epochs 2-4 run now.
+    assert len(clf.history_["loss"]) == 3
+    assert (ck / "epoch-004.keras").is_file()
+
+
+def test_warm_start_keeps_training_the_same_model(data):
+    X, y = data
+    clf = _clf(warm_start=True, learning_rate=0.02).fit(X, y)
+    model = clf.model_
+    before = [w.copy() for w in model.get_weights()]
+    clf.fit(X, y)
+    assert clf.model_ is model
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(),
+                                                        strict=True))
+    cold = _clf().fit(X, y)
+    model2 = cold.model_
+    cold.fit(X, y)
+    assert cold.model_ is not model2
+
+
+def test_precision_policy_is_applied_only_while_building(data):
+    X, y = data
+    before = keras.config.dtype_policy().name
+    clf = _clf(backbone="fernet_tiny", precision="mixed_bfloat16").fit(X, y)
+    assert keras.config.dtype_policy().name == before
+    conv = [layer for layer in clf.model_.layers if "conv" in layer.name][0]
+    assert conv.dtype_policy.name == "mixed_bfloat16"
+    assert clf.predict_proba(X[:2]).dtype == np.float32
+    f32 = _clf(backbone="fernet_tiny", precision="float32").fit(X, y)
+    assert all(layer.dtype_policy.name == "float32" for layer in f32.model_.layers)
+    with pytest.raises(ValueError, match="precision"):
+        _clf(precision="half").fit(X, y)
+    assert keras.config.dtype_policy().name == before
+
+
+def test_default_distribution_strategy(data):
+    import tensorflow as tf
+
+    X, y = data
+    clf = _clf(distribution_strategy="default").fit(X, y)
+    assert clf.predict(X[:2]).shape == (2,)
+    strat = tf.distribute.get_strategy()
+    assert _clf(distribution_strategy=strat).fit(X, y).score(X, y) >= 0
+    with pytest.raises(ValueError, match="distribution_strategy"):
+        _clf(distribution_strategy="tpu-pod").fit(X, y)
+
+
+# ------------------------------------------------------------------ inference
+def test_small_batches_skip_model_predict(fitted, data, monkeypatch):
+    X, _ = data
+    expected = fitted.predict_proba(X)  # 32 > batch_size=16: Model.predict
+    calls = []
+    real_predict = fitted.model_.predict
+
+    def counting_predict(*a, **k):
+        calls.append(1)
+        return real_predict(*a, **k)
+
+    monkeypatch.setattr(fitted.model_, "predict", counting_predict)
+    small = fitted.predict_proba(X[:5])
+    assert calls == []
+    np.testing.assert_allclose(small, expected[:5], atol=1e-5)
+    fitted.predict_proba(X)
+    assert calls == [1]
+
+
+def test_tta_averages_image_and_flip(fitted, data):
+    X, _ = data
+    plain = fitted.predict_proba(X[:6])
+    flipped = fitted.predict_proba(X[:6, :, ::-1])
+    tta = clone(fitted).set_params(tta=True)
+    tta._set_fitted_state(fitted.model_, fitted.classes_)
+    np.testing.assert_allclose(tta.predict_proba(X[:6]), (plain + flipped) / 2, atol=1e-6)
+
+
+# ----------------------------------------------------------------- persistence
+@pytest.mark.parametrize("labels", [np.array(["happy", "sad"]), np.array([3, 7])])
+def test_save_load_roundtrip(data, tmp_path, labels):
+    X, y = data
+    y = labels[(y == "sad").astype(int)]
+    clf = _clf(batch_size=8).fit(X, y)
+    path = clf.save(tmp_path / "m.keras")
+    assert os.listdir(tmp_path) == ["m.keras"]  # no temp files left behind
+    meta = EmotionClassifier.read_metadata(path)
+    assert meta["input_size"] == SIZE and meta["backbone"] == "mlp"
+    assert meta["fervision_version"] == fervision.__version__
+    loaded = EmotionClassifier.load(path)
+    assert loaded.classes_.dtype == clf.classes_.dtype
+    np.testing.assert_array_equal(loaded.classes_, clf.classes_)
+    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+    assert loaded.input_size == SIZE and loaded.batch_size == 8
+    np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+
+
+def test_save_refuses_bad_path_and_never_leaves_half_files(fitted, tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=".keras"):
+        fitted.save(tmp_path / "m.h5")
+    with pytest.raises(FileNotFoundError):
+        fitted.save(tmp_path / "missing" / "m.keras")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", boom)
+    with pytest.raises(OSError, match="disk full"):
+        fitted.save(tmp_path / "m.keras")
+    assert os.listdir(tmp_path) == []
+
+
+def test_load_errors(fitted, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        EmotionClassifier.load(tmp_path / "nope.keras")
+    plain = tmp_path / "plain.keras"
+    fitted.model_.save(plain)
+    with pytest.raises(ValueError, match="without fervision metadata.*from_keras_model"):
+        EmotionClassifier.load(plain)
+    h5 = tmp_path / "old.h5"
+    h5.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+    with pytest.raises(ValueError, match="Keras 2 HDF5"):
+        EmotionClassifier.load(h5)
+
+
+def test_from_keras_model_keeps_output_order(fitted, data, tmp_path):
+    X, _ = data
+    wrapped = EmotionClassifier.from_keras_model(fitted.model_, ["sad", "happy"],
+                                                 input_size=SIZE, batch_size=4)
+    proba = fitted.predict_proba(X)
+    np.testing.assert_allclose(wrapped.predict_proba(X), proba, atol=1e-6)
+    np.testing.assert_array_equal(wrapped.predict(X),
+                                  np.array(["sad", "happy"])[proba.argmax(axis=1)])
+    loaded = EmotionClassifier.load(wrapped.save(tmp_path / "w.keras"))
+    np.testing.assert_array_equal(loaded.classes_, ["sad", "happy"])
+    with pytest.raises(ValueError, match="3 classes"):
+        EmotionClassifier.from_keras_model(fitted.model_, ["a", "b", "c"], input_size=SIZE)
+    with pytest.raises(ValueError, match="input_size=48"):
+        EmotionClassifier.from_keras_model(fitted.model_, ["a", "b"])
+    with pytest.raises(TypeError):
+        EmotionClassifier.from_keras_model("model.keras", ["a", "b"])
+
+
+def test_from_pretrained_bundled_and_fetched(fitted, tmp_path, monkeypatch):
+    path = fitted.save(tmp_path / "default.keras")
+    monkeypatch.setattr(classifier_mod, "_bundled_model_path", lambda: tmp_path / "absent.keras")
+    with pytest.raises(FileNotFoundError, match="bundled default model"):
+        EmotionClassifier.from_pretrained()
+    monkeypatch.setattr(classifier_mod, "_bundled_model_path", lambda: path)
+    clf = EmotionClassifier.from_pretrained()
+    np.testing.assert_array_equal(clf.classes_, fitted.classes_)
+    asked = []
+    import fervision.weights
+
+    monkeypatch.setattr(fervision.weights, "fetch", lambda name: asked.append(name) or path)
+    other = EmotionClassifier.from_pretrained("fer-resnet")
+    assert asked == ["fer-resnet"] and other.input_size == SIZE
+
+
+def test_export_delegates_to_export_module(fitted, monkeypatch, tmp_path):
+    import fervision.export
+
+    seen = {}
+
+    def fake(clf, path, format, **kw):
+        seen.update(clf=clf, path=path, format=format, kw=kw)
+        return path
+
+    monkeypatch.setattr(fervision.export, "export_model", fake)
+    assert fitted.export(tmp_path / "x", "onnx", opset=17) == tmp_path / "x"
+    assert seen == {"clf": fitted, "path": tmp_path / "x", "format": "onnx",
+                    "kw": {"opset": 17}}
+
+
+# ----------------------------------------------------------- transfer learning
+def _tiny_base_builder(x, *, weights=None):
+    inp = keras.Input(x.shape[1:])
+    h = keras.layers.Conv2D(4, 3, padding="same", name="c1")(inp)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.Conv2D(4, 3, padding="same", name="c2")(h)
+    base = keras.Model(inp, h, name=BASE_NAME)
+    if weights is not None:
+        base.load_weights(str(weights))
+    return keras.layers.GlobalAveragePooling2D()(base(x))
+
+
+@pytest.fixture
+def tiny_base(tmp_path):
+    register_backbone("tiny_base_test", _tiny_base_builder)
+    keras.utils.set_random_seed(1)
+    # Save a "pretrained" base with known weights.
+    inp = keras.Input((SIZE, SIZE, 1))
+    probe = keras.Model(inp, _tiny_base_builder(inp))
+    src = probe.get_layer(BASE_NAME)
+    path = tmp_path / "base.weights.h5"
+    src.save_weights(path)
+    yield path
+    BACKBONES.pop("tiny_base_test", None)
+
+
+class _Snapshot(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.after = {}
+        self.lr = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.lr[epoch] = float(np.asarray(self.model.optimizer.learning_rate))
+        base = self.model.get_layer(BASE_NAME)
+        self.after[epoch] = {layer.name: [w.numpy().copy() for w in layer.weights]
+                             for layer in base.layers if layer.weights}
+
+
+def test_two_phase_transfer_learning(data, tiny_base):
+    X, y = data
+    path = tiny_base
+    snap = _Snapshot()
+    clf = _clf(backbone="tiny_base_test", weights=path, epochs=2, freeze_epochs=1,
+               fine_tune_layers=2, learning_rate=0.05, callbacks=[snap],
+               early_stopping=False, reduce_lr=False)
+    clf.fit(X, y)
+    ref = keras.models.clone_model(clf.model_.get_layer(BASE_NAME))
+    ref.load_weights(path)
+    pretrained = {layer.name: [w.numpy() for w in layer.weights]
+                  for layer in ref.layers if layer.weights}
+    # Phase 1: the whole base stays at the pretrained weights.
+    for name, ws in pretrained.items():
+        for a, b in zip(snap.after[0][name], ws, strict=True):
+            np.testing.assert_array_equal(a, b)
+    # Phase 2: the top 2 layers (bn, c2) are unfrozen, but BatchNorm stays frozen.
+    assert not np.array_equal(snap.after[1]["c2"][0], pretrained["c2"][0])
+    for name in ("c1", "bn"):
+        for a, b in zip(snap.after[1][name], pretrained[name], strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert snap.lr[0] == pytest.approx(0.05) and snap.lr[1] == pytest.approx(0.005)
+    assert len(clf.history_["loss"]) == 2
+
+
+def test_without_weights_nothing_is_frozen(data, tiny_base):
+    X, y = data
+    snap = _Snapshot()
+    clf = _clf(backbone="tiny_base_test", epochs=1, learning_rate=0.05, callbacks=[snap])
+    clf.fit(X, y)
+    first = clf.model_.get_layer(BASE_NAME)
+    assert first.trainable and all(layer.trainable for layer in first.layers)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
+    "backbones._application_builder wraps the application as keras.Model(base.inputs, "
+    "base.outputs) -- a list output -- so the head receives two tensors"))
+def test_real_application_backbone_fits(tmp_path):
+    X, y = _images(8, size=32)
+    clf = EmotionClassifier(backbone="efficientnetb0", input_size=32, epochs=1, batch_size=8,
+                            augment=False, precision="float32", random_state=0)
+    clf.fit(X, y)
+    assert clf.model_.get_layer(BASE_NAME).count_params() > 1_000_000
+    assert clf.predict_proba(X[:2]).shape == (2, 2)
+
+
+# --------------------------------------------------------------- scikit-learn
+def test_clone_get_set_params(fitted):
+    params = fitted.get_params()
+    assert params["backbone"] is mlp and params["input_size"] == SIZE
+    c = clone(fitted)
+    assert not hasattr(c, "model_") and c.get_params()["learning_rate"] == 0.02
+    c.set_params(epochs=3, optimizer__weight_decay=0.1, optimizer="adamw")
+    assert c.epochs == 3 and c.get_params()["optimizer__weight_decay"] == 0.1
+    assert clone(c).get_params()["optimizer__weight_decay"] == 0.1
+
+
+def test_optimizer_routing(data):
+    X, y = data
+    clf = _clf(optimizer="adamw", optimizer__weight_decay=0.123, learning_rate=0.004)
+    clf.fit(X, y)
+    opt = clf.model_.optimizer
+    assert type(opt).__name__ == "AdamW" and opt.weight_decay == pytest.approx(0.123)
+    assert float(opt.learning_rate.numpy()) == pytest.approx(0.004)
+
+
+def test_pickle_roundtrip(fitted, data):
+    X, _ = data
+    again = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_allclose(again.predict_proba(X), fitted.predict_proba(X), atol=1e-6)
+
+
+def test_grid_search_cross_val_and_pipeline(data):
+    X, y = data
+    search = GridSearchCV(_clf(), {"learning_rate": [1e-3, 2e-2]}, cv=2).fit(X, y)
+    assert search.best_params_["learning_rate"] in (1e-3, 2e-2)
+    assert search.predict(X[:3]).shape == (3,)
+    scores = cross_val_score(_clf(), X, y, cv=2)
+    assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
+    pipe = Pipeline([("scale", FunctionTransformer(lambda a: a / 255.0)), ("clf", _clf())])
+    pipe.set_params(clf__epochs=2).fit(X, y)
+    assert len(pipe.named_steps["clf"].history_["loss"]) == 2
+    assert pipe.predict(X[:4]).shape == (4,)
