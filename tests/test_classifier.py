@@ -40,8 +40,9 @@ def mlp(x, *, weights=None):
 
 
 def _clf(**kw):
-    params = dict(backbone=mlp, input_size=SIZE, epochs=1, batch_size=16,
-                  augment=False, precision="float32", random_state=0, verbose=0)
+    # run_eagerly: these fits are a few steps each, cheaper than tracing a train step.
+    params = dict(backbone=mlp, input_size=SIZE, epochs=1, batch_size=16, augment=False,
+                  precision="float32", random_state=0, verbose=0, run_eagerly=True)
     params.update(kw)
     return EmotionClassifier(**params)
 
@@ -54,7 +55,8 @@ def data():
 @pytest.fixture(scope="module")
 def fitted(data):
     X, y = data
-    return _clf(epochs=5, learning_rate=0.02).fit(X, y)
+    # Graph mode, so predict_proba goes through the traced inference function.
+    return _clf(epochs=5, learning_rate=0.02, run_eagerly=False).fit(X, y)
 
 
 # --------------------------------------------------------------------- basics
@@ -150,7 +152,7 @@ def test_bad_predict_input(fitted):
 # ------------------------------------------------------------ training options
 def test_same_random_state_gives_identical_predictions(data):
     X, y = data
-    kw = dict(backbone="fernet_tiny", augment=True, epochs=2)
+    kw = dict(augment=True, epochs=2)
     a = _clf(**kw).fit(X, y).predict_proba(X)
     b = _clf(**kw).fit(X, y).predict_proba(X)
     np.testing.assert_array_equal(a, b)
@@ -159,12 +161,12 @@ def test_same_random_state_gives_identical_predictions(data):
 def test_augment_options_reach_build_augmentation(data):
     X, y = data
     names = lambda clf: [layer.name for layer in clf.model_.layers]  # noqa: E731
-    assert "augmentation" not in names(_clf(augment=False).fit(X, y))
-    on = _clf(augment=True).fit(X, y).model_.get_layer("augmentation")
+    assert "augmentation" not in names(_clf(augment=False).initialize(X, y))
+    on = _clf(augment=True).initialize(X, y).model_.get_layer("augmentation")
     kinds = {type(layer).__name__ for layer in on.layers}
     assert "RandomFlip" in kinds
-    custom = _clf(augment={"flip": False, "crop": 0.0}).fit(X, y).model_.get_layer("augmentation")
-    kinds = {type(layer).__name__ for layer in custom.layers}
+    custom = _clf(augment={"flip": False, "crop": 0.0}).initialize(X, y)
+    kinds = {type(layer).__name__ for layer in custom.model_.get_layer("augmentation").layers}
     assert "RandomFlip" not in kinds and "RandomCrop" not in kinds and "RandomRotation" in kinds
     with pytest.raises(ValueError, match="augment must be"):
         _clf(augment="yes").fit(X, y)
@@ -260,12 +262,12 @@ def test_warm_start_keeps_training_the_same_model(data):
 def test_precision_policy_is_applied_only_while_building(data):
     X, y = data
     before = keras.config.dtype_policy().name
-    clf = _clf(backbone="fernet_tiny", precision="mixed_bfloat16").fit(X, y)
+    clf = _clf(backbone="fernet_tiny", precision="mixed_bfloat16").initialize(X, y)
     assert keras.config.dtype_policy().name == before
     conv = [layer for layer in clf.model_.layers if "conv" in layer.name][0]
     assert conv.dtype_policy.name == "mixed_bfloat16"
     assert clf.predict_proba(X[:2]).dtype == np.float32
-    f32 = _clf(backbone="fernet_tiny", precision="float32").fit(X, y)
+    f32 = _clf(backbone="fernet_tiny", precision="float32").initialize(X, y)
     assert all(layer.dtype_policy.name == "float32" for layer in f32.model_.layers)
     with pytest.raises(ValueError, match="precision"):
         _clf(precision="half").fit(X, y)
