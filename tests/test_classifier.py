@@ -484,9 +484,6 @@ def test_without_weights_nothing_is_frozen(data, tiny_base):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "backbones._application_builder wraps the application as keras.Model(base.inputs, "
-    "base.outputs) -- a list output -- so the head receives two tensors"))
 def test_real_application_backbone_fits(tmp_path):
     X, y = _images(8, size=32)
     clf = EmotionClassifier(backbone="efficientnetb0", input_size=32, epochs=1, batch_size=8,

@@ -1,14 +1,43 @@
-"""fervision: facial emotion recognition as scikit-learn estimators over Keras 3."""
+"""fervision: facial emotion recognition as scikit-learn estimators over Keras 3.
+
+Public names are loaded on first use (PEP 562), so ``import fervision`` and
+``fervision --help`` do not import TensorFlow; ``fervision.EmotionClassifier`` does.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 from .labels import EMOTIONS, canonical_emotion
 
 __version__ = "0.1.0"
-__all__ = ["EMOTIONS", "canonical_emotion", "__version__"]
 
-from .classifier import EmotionClassifier  # noqa: E402
+# public name -> module that defines it
+_LAZY = {
+    "EmotionClassifier": "classifier",
+    "FaceDetector": "detection",
+    "Face": "detection",
+    "analyze": "analysis",
+    "annotate": "analysis",
+    "process_video": "video",
+    "create_model": "backbones",
+    "list_backbones": "backbones",
+    "register_backbone": "backbones",
+    "load_image_folder": "datasets",
+    "load_fer2013": "datasets",
+    "evaluate": "evaluation",
+}
 
-__all__ += ["EmotionClassifier"]
+__all__ = ["EMOTIONS", "canonical_emotion", "__version__", *_LAZY]
 
-from .analysis import analyze, annotate  # noqa: E402
 
-__all__ += ["analyze", "annotate"]
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -225,7 +225,7 @@ def _application_builder(key: str, head_units: int = 256, dropout: float = 0.5):
         ctor = getattr(keras.applications, ctor_name)
         base = ctor(include_top=False, weights="imagenet" if weights == "imagenet" else None,
                     input_shape=(side, side, 3))
-        base = keras.Model(base.inputs, base.outputs, name=BASE_NAME)
+        base = keras.Model(base.inputs, base.output, name=BASE_NAME)
         if weights not in (None, "imagenet"):
             base.load_weights(str(weights))
         x = base(x)
