@@ -87,6 +87,21 @@ sphinx_gallery_conf = {
     "matplotlib_animations": False,
 }
 
+# examples/images/ holds data for the examples (with a README.md about its licence), not
+# examples; sphinx-gallery would treat any sub-folder with a README as a gallery
+# sub-section.  Only sub-folders that contain plot_*.py scripts are sub-sections here.
+import sphinx_gallery.gen_gallery as _sg_gen  # noqa: E402
+
+if hasattr(_sg_gen, "get_subsections"):
+    _sg_get_subsections = _sg_gen.get_subsections
+
+    def _example_subsections(srcdir, examples_dir, gallery_conf, *args, **kwargs):
+        found = _sg_get_subsections(srcdir, examples_dir, gallery_conf, *args, **kwargs)
+        base = Path(srcdir) / examples_dir
+        return [sub for sub in found if any((base / sub).glob("plot_*.py"))]
+
+    _sg_gen.get_subsections = _example_subsections
+
 # -- HTML ----------------------------------------------------------------------------
 try:
     import pydata_sphinx_theme  # noqa: F401
@@ -98,6 +113,13 @@ except ImportError:  # pragma: no cover - fallback theme ships with Sphinx
 html_title = f"fervision {release}"
 html_static_path = ["_static"] if (HERE / "_static").is_dir() else []
 
-# The optional pages are listed in index.rst's toctree as exact-name globs, which match
-# nothing while a page does not exist yet; only that message is silenced.
-suppress_warnings = ["toc.empty_glob"]
+
+def _list_optional_pages(app, docname, source):
+    """Put the optional pages that exist into index.rst's toctree."""
+    if docname == root_doc:
+        entries = "\n".join(f"   {name}" for name in PRESENT_PAGES)
+        source[0] = source[0].replace("   |optional-pages|", entries)
+
+
+def setup(app):
+    app.connect("source-read", _list_optional_pages)

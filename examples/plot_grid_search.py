@@ -39,7 +39,7 @@ print("best:", search.best_params_, f"accuracy {search.best_score_:.2f}")
 
 # %%
 # Mean test score per candidate, with the spread over folds
-# --------------------------------------------------------
+# ---------------------------------------------------------
 res = search.cv_results_
 rates = [p["learning_rate"] for p in res["params"]]
 fig, ax = plt.subplots(figsize=(5, 3.5))
