@@ -30,6 +30,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -181,7 +182,10 @@ def _export_tflite(model, target: Path, quantize: bool, workdir: Path) -> None:
 
 
 def _export_onnx(model, target: Path, opset: int | None) -> None:
-    model.export(str(target), format="onnx", verbose=False, opset_version=opset)
+    with warnings.catch_warnings():
+        # Keras's tf2onnx numpy-2 shim probes np.object, which numpy flags as changing.
+        warnings.filterwarnings("ignore", message=".*np.object.*", category=FutureWarning)
+        model.export(str(target), format="onnx", verbose=False, opset_version=opset)
 
 
 def _describe(fmt: str, classes, input_size: int, quantize: bool, extra: dict,
