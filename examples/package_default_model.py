@@ -1,0 +1,119 @@
+"""Wrap a finished training run as the bundled default model and measure it.
+
+    python examples/package_default_model.py --run runs/default
+
+Loads ``RUN/final.keras`` (the weights after the last epoch of the schedule; PublicTest
+was not used to pick them), recomputes its BatchNorm statistics on the un-augmented
+training images (:func:`fervision.batchnorm.recalibrate_batchnorm`), wraps it with
+:meth:`EmotionClassifier.from_keras_model`, measures accuracy, macro-F1 and per-class F1
+on FER2013 PublicTest with and without flip test-time augmentation, and writes:
+
+* ``src/fervision/models/default.keras`` — the shipped model (no optimizer state);
+* ``docs/_static/model_card/`` — report.json/.md, confusion_matrix.png, history.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import keras
+import matplotlib
+
+matplotlib.use("Agg")
+
+from fervision import EmotionClassifier  # noqa: E402
+from fervision.augmentation import build_augmentation  # noqa: E402
+from fervision.backbones import create_model  # noqa: E402
+from fervision.batchnorm import recalibrate_batchnorm  # noqa: E402
+from fervision.precision import dtype_policy  # noqa: E402
+from fervision.preprocessing import check_images  # noqa: E402
+from fervision.datasets import load_image_folder  # noqa: E402
+from fervision.evaluation import evaluate, plot_history  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def as_float32(model, backbone, n_classes):
+    """The same network under the float32 policy.
+
+    Training ran in mixed_bfloat16, and a saved layer keeps its dtype policy; bf16
+    compute is fast only on CPUs with AVX512-BF16/AMX, so the shipped model is float32
+    (mixed-precision variables are float32 already, so the weights copy over exactly).
+    """
+    with dtype_policy("float32"):
+        clean = create_model(backbone, input_size=48, n_classes=n_classes,
+                             augmentation=build_augmentation(48, seed=0))
+    clean.set_weights(model.get_weights())
+    return clean
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", default="runs/default")
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "fer2013"))
+    p.add_argument("--tta", choices=["auto", "on", "off"], default="auto",
+                   help="ship with flip TTA: on, off, or auto (on if it scores higher)")
+    p.add_argument("--out", default=str(ROOT / "src" / "fervision" / "models" / "default.keras"))
+    p.add_argument("--card", default=str(ROOT / "docs" / "_static" / "model_card"))
+    args = p.parse_args(argv)
+    run = Path(args.run)
+
+    # compile=False drops the optimizer state: the shipped file holds weights only.
+    model = keras.saving.load_model(run / "final.keras", safe_mode=True, compile=False)
+    classes = json.loads((run / "classes.json").read_text())
+    train_args = json.loads((run / "args.json").read_text())
+    X, y = load_image_folder(Path(args.data) / "test")
+    X_train, _ = load_image_folder(Path(args.data) / "train")
+
+    before = EmotionClassifier.from_keras_model(model, classes, input_size=48)
+    acc_moving = evaluate(before, X, y).accuracy
+    print(f"PublicTest accuracy with the training run's moving BatchNorm statistics: "
+          f"{acc_moving:.4f}")
+    recalibrate_batchnorm(model, check_images(X_train, 48), progress=False)
+    model = as_float32(model, train_args["backbone"], len(classes))
+
+    results = {}
+    for tta in (False, True):
+        clf = EmotionClassifier.from_keras_model(
+            model, classes, input_size=48, backbone=train_args["backbone"], tta=tta)
+        t = time.perf_counter()
+        report = evaluate(clf, X, y)
+        results[tta] = (clf, report, time.perf_counter() - t)
+        print(f"PublicTest tta={tta}: accuracy {report.accuracy:.4f}, "
+              f"macro-F1 {report.macro_f1:.4f} ({len(X)} images)")
+    use_tta = {"on": True, "off": False}.get(args.tta)
+    if use_tta is None:
+        use_tta = results[True][1].accuracy > results[False][1].accuracy
+    clf, report, _ = results[use_tta]
+
+    out = Path(args.out)
+    clf.save(out)
+    print(f"saved {out} ({out.stat().st_size / 1e6:.1f} MB), tta={use_tta}")
+    reloaded = EmotionClassifier.load(out)
+    assert (reloaded.predict(X[:64]) == clf.predict(X[:64])).all()
+
+    card = Path(args.card)
+    card.mkdir(parents=True, exist_ok=True)
+    report.save(card)
+    fig = plot_history(run / "history.csv")
+    fig.savefig(card / "history.png", dpi=110, bbox_inches="tight")
+    summary = {
+        "publictest_images": len(X),
+        "accuracy_before_bn_recalibration": acc_moving,
+        "shipped_tta": bool(use_tta),
+        "accuracy": {"no_tta": results[False][1].accuracy, "flip_tta": results[True][1].accuracy},
+        "macro_f1": {"no_tta": results[False][1].macro_f1, "flip_tta": results[True][1].macro_f1},
+        "parameters": int(model.count_params()),
+        "train_args": train_args,
+    }
+    (card / "summary.json").write_text(json.dumps(summary, indent=2))
+    shutil.copy(run / "history.csv", card / "history.csv")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
