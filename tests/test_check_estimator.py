@@ -31,7 +31,13 @@ EXPECTED_FAILED_CHECKS = {
         "mini-batch Adam: weighting a sample by 2 is not the same as repeating it "
         "(different batches and step counts)"
     ),
+    "check_methods_sample_order_invariance": (
+        "float32 GEMM rounding depends on a row's position in the batch (Eigen kernels, "
+        "seen: 6e-8 absolute) and the check demands rtol=1e-7"
+    ),
 }
+#: Listed checks whose failure depends on the kernels in use (they may pass).
+KERNEL_DEPENDENT = {"check_methods_sample_order_invariance"}
 
 
 def mlp(x, *, weights=None):
@@ -65,7 +71,8 @@ def test_sklearn_check_estimator():
     assert failed == [], f"unexpected failures: {failed}"
     xfailed = {r["check_name"] for r in results if r["status"] == "xfail"}
     # A listed check that now passes should be removed from the list.
-    assert xfailed == set(EXPECTED_FAILED_CHECKS), sorted(set(EXPECTED_FAILED_CHECKS) - xfailed)
+    must_fail = set(EXPECTED_FAILED_CHECKS) - KERNEL_DEPENDENT
+    assert must_fail <= xfailed, sorted(must_fail - xfailed)
     passed = [r for r in results if r["status"] == "passed"]
     assert len(passed) >= 50
 
