@@ -262,7 +262,7 @@ def test_transform_validates_every_image_before_detecting(yunet, astronaut, tmp_
     with pytest.raises(FileNotFoundError, match=r"X\[1\].*missing\.jpg"):
         detector.transform([astronaut, tmp_path / "missing.jpg"])
     (tmp_path / "notes.jpg").write_text("not an image")
-    with pytest.raises(ValueError, match=r"X\[0\].*could not decode.*notes\.jpg"):
+    with pytest.raises(ValueError, match=r"X\[0\].*cannot decode.*notes\.jpg"):
         detector.transform([str(tmp_path / "notes.jpg")])
     with pytest.raises(ValueError, match="empty"):
         detector.transform([])

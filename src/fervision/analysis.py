@@ -26,6 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .preprocessing import read_image as _read_image
+
 __all__ = [
     "FaceResult",
     "analyze",
@@ -138,30 +140,8 @@ def _make_default_classifier():
 
 # ----------------------------------------------------------------------------- images
 def read_image(path) -> np.ndarray:
-    """Read an image file as a BGR uint8 array.
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``path`` does not exist.
-    ValueError
-        If it is not a readable image (a folder, empty, corrupt, unknown format).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"image file not found: {str(path)!r}")
-    # np.fromfile + imdecode rather than cv2.imread: imread returns None for every
-    # failure alike and cannot open non-ASCII paths on Windows.
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as err:
-        raise ValueError(f"cannot read image file {str(path)!r}: {err}") from None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise ValueError(
-            f"cannot decode image file {str(path)!r} (empty, corrupt or not an image)"
-        )
-    return img
+    """Read an image file as a BGR uint8 array (see :func:`fervision.preprocessing.read_image`)."""
+    return _read_image(path)
 
 
 def to_bgr(image, *, rgb: bool = False, name: str = "image") -> np.ndarray:

@@ -13,21 +13,13 @@ from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 
 from .labels import EMOTIONS, canonical_emotion
+from .preprocessing import read_image
 
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm"}
 
 
 def _read_gray(path: Path, image_size: int | None) -> np.ndarray:
-    # np.fromfile + imdecode (rather than cv2.imread) tells "cannot open" from "not an
-    # image" and copes with non-ASCII paths on every platform.
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as err:
-        raise ValueError(f"cannot read image file {str(path)!r}: {err}") from None
-    img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
-    if img is None:
-        raise ValueError(f"cannot decode image file {str(path)!r} (empty, corrupt or not "
-                         "an image)")
+    img = read_image(path, grayscale=True)
     if image_size is not None and img.shape != (image_size, image_size):
         interp = cv2.INTER_AREA if min(img.shape) >= image_size else cv2.INTER_LINEAR
         img = cv2.resize(img, (image_size, image_size), interpolation=interp)
@@ -92,7 +84,7 @@ def load_image_folder(
     for path, label in tqdm(files, desc=f"loading {root.name}", disable=not show, unit="img"):
         try:
             img = _read_gray(path, image_size)
-        except ValueError as err:
+        except (ValueError, OSError) as err:
             if on_error == "raise":
                 raise
             warnings.warn(f"skipping {err}", UserWarning, stacklevel=2)

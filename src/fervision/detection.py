@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .preprocessing import resize_gray
+from .preprocessing import read_image, resize_gray
 
 __all__ = ["Face", "FaceDetector", "NoFaceWarning", "BACKENDS", "check_image"]
 
@@ -149,14 +149,7 @@ def _to_gray(image: np.ndarray) -> np.ndarray:
 
 
 def _read_image(path, name: str) -> np.ndarray:
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{name}: image file not found: {path}")
-    # imdecode(fromfile) instead of imread: also handles non-ASCII paths on Windows.
-    image = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"{name}: could not decode image file {path} (not an image?)")
-    return image
+    return read_image(path, name=name)
 
 
 class FaceDetector(TransformerMixin, BaseEstimator):

@@ -80,6 +80,38 @@ def _to_gray(img: np.ndarray, where: str) -> np.ndarray:
     )
 
 
+def read_image(path, *, grayscale: bool = False, name: str | None = None) -> np.ndarray:
+    """Read an image file: BGR ``(H, W, 3)`` uint8, or ``(H, W)`` with ``grayscale``.
+
+    ``np.fromfile`` + ``cv2.imdecode`` rather than ``cv2.imread``: imread returns None
+    for every failure alike and cannot open non-ASCII paths on Windows.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If it is not a readable image (a folder, empty, corrupt, unknown format).
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    prefix = f"{name}: " if name else ""
+    if not path.exists():
+        raise FileNotFoundError(f"{prefix}image file not found: {str(path)!r}")
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise ValueError(f"{prefix}cannot read image file {str(path)!r}: {err}") from None
+    flags = cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR
+    img = cv2.imdecode(data, flags) if data.size else None
+    if img is None:
+        raise ValueError(
+            f"{prefix}cannot decode image file {str(path)!r} (empty, corrupt or not an image)"
+        )
+    return img
+
+
 def resize_gray(img: np.ndarray, size: int) -> np.ndarray:
     """Resize a 2-D float image to ``size`` x ``size`` (area when shrinking)."""
     if img.shape == (size, size):
