@@ -45,6 +45,9 @@ def parse_args(argv=None):
     p.add_argument("--precision", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="images per class (smoke runs)")
+    p.add_argument("--init-from", default=None,
+                   help="start from this .keras model's weights (a warm restart: a new "
+                        "schedule on top of a finished run)")
     return p.parse_args(argv)
 
 
@@ -80,6 +83,9 @@ def main(argv=None):
     with dtype_policy(args.precision):
         model = create_model(args.backbone, input_size=48, n_classes=len(classes),
                              augmentation=build_augmentation(48, seed=args.seed))
+        if args.init_from:
+            start = keras.saving.load_model(args.init_from, safe_mode=True, compile=False)
+            model.set_weights(start.get_weights())
         model.compile(
             optimizer=keras.optimizers.AdamW(schedule, weight_decay=args.weight_decay),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
