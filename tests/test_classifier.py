@@ -193,6 +193,27 @@ def test_validation_data_and_split(data):
         _clf(validation_data=X).fit(X, y)
 
 
+def test_validation_split_is_stratified_on_class_sorted_data(data, monkeypatch):
+    """Keras's validation_split would take the last rows: here all of one class."""
+    X, y = data
+    order = np.argsort(y, kind="stable")  # as load_image_folder returns: class by class
+    X, y = X[order], y[order]
+    seen = {}
+    original = classifier_mod.KerasClassifier._fit_keras_model
+
+    def spy(self, X_, y_, sample_weight, **kw):
+        seen["train"], seen["val"] = y_, kw["validation_data"][1]
+        seen["split"] = kw["validation_split"]
+        return original(self, X_, y_, sample_weight, **kw)
+
+    monkeypatch.setattr(classifier_mod.KerasClassifier, "_fit_keras_model", spy)
+    _clf(epochs=1, validation_split=0.25, random_state=0).fit(X, y)
+    val_classes = set(np.asarray(seen["val"]).argmax(axis=1))
+    assert val_classes == set(range(len(np.unique(y))))  # every class held out
+    assert len(seen["train"]) + len(seen["val"]) == len(y)
+    assert seen["split"] == 0.0
+
+
 def test_class_weight_balanced_becomes_sample_weights(data, monkeypatch):
     X, y = data
     X, y = X[:20], y[:20].copy()

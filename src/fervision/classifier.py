@@ -673,6 +673,12 @@ class EmotionClassifier(KerasClassifier):
         val = self._encoded_validation_data()
         if val is not None:
             kwargs["validation_data"] = val
+        elif (self.validation_split or 0) > 0:
+            X, y, sample_weight, kwargs["validation_data"] = self._stratified_split(
+                X, y, sample_weight)
+        # Keras's own validation_split takes the *last* samples: with image folders
+        # loaded class by class that is one or two classes only, so it is never used.
+        kwargs["validation_split"] = 0.0
         base = self._base_layer()
         fresh = getattr(self, "_fresh_model", False)
         self._fresh_model = False
@@ -703,6 +709,22 @@ class EmotionClassifier(KerasClassifier):
                                          initial_epoch=initial_epoch + n1, **kwargs)
         finally:
             self._fit_callbacks = user_callbacks
+
+    def _stratified_split(self, X, y, sample_weight):
+        """Hold out ``validation_split`` of the samples, stratified by class."""
+        from sklearn.model_selection import train_test_split
+
+        y = np.asarray(y)
+        strata = y.argmax(axis=1) if y.ndim == 2 else y
+        index = np.arange(len(X))
+        try:
+            train, val = train_test_split(index, test_size=self.validation_split,
+                                          random_state=self.random_state, stratify=strata)
+        except ValueError:  # a class with a single sample cannot be stratified
+            train, val = train_test_split(index, test_size=self.validation_split,
+                                          random_state=self.random_state)
+        weights = None if sample_weight is None else np.asarray(sample_weight)[train]
+        return X[train], y[train], weights, (X[val], y[val])
 
     def _unfreeze_top(self, base):
         n = self.fine_tune_layers
