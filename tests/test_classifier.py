@@ -265,6 +265,19 @@ def test_resume_continues_an_interrupted_fit(data, tmp_path):
     assert (ck / "epoch-004.keras").is_file()
 
 
+def test_keep_checkpoints_keeps_the_newest(data, tmp_path):
+    X, y = data
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    (ck / "notes.txt").write_text("mine")
+    _clf(epochs=4, checkpoint_dir=ck, keep_checkpoints=2).fit(X, y)
+    assert sorted(p.name for p in ck.iterdir()) == [
+        "epoch-003.keras", "epoch-004.keras", "notes.txt"]
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="keep_checkpoints"):
+            _clf(checkpoint_dir=ck, keep_checkpoints=bad).fit(X, y)
+
+
 def test_warm_start_keeps_training_the_same_model(data):
     X, y = data
     clf = _clf(warm_start=True, learning_rate=0.02).fit(X, y)
@@ -493,6 +506,64 @@ def test_two_phase_transfer_learning(data, tiny_base):
             np.testing.assert_array_equal(a, b)
     assert snap.lr[0] == pytest.approx(0.05) and snap.lr[1] == pytest.approx(0.005)
     assert len(clf.history_["loss"]) == 2
+
+
+class _InterruptAt(keras.callbacks.Callback):
+    """Record weights, and crash at the end of one epoch (absolute epoch index)."""
+
+    def __init__(self, at=None):
+        super().__init__()
+        self.at = at
+        self.epochs = []
+        self.weights_at_end = {}
+        self.weights_at_begin = []
+
+    def on_train_begin(self, logs=None):
+        self.weights_at_begin.append([w.copy() for w in self.model.get_weights()])
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append(epoch)
+        self.weights_at_end[epoch] = [w.copy() for w in self.model.get_weights()]
+        if epoch == self.at:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def _resumable_transfer(path, ck, callback):
+    return _clf(backbone="tiny_base_test", weights=path, epochs=4, freeze_epochs=2,
+                fine_tune_layers=2, learning_rate=0.05, early_stopping=False,
+                reduce_lr=False, precise_bn=False, checkpoint_dir=ck, resume=True,
+                callbacks=[callback])
+
+
+def test_resume_in_fine_tuning_phase_skips_the_frozen_phase(data, tiny_base, tmp_path):
+    X, y = data
+    ck = tmp_path / "ck"
+    first = _InterruptAt(at=2)  # the first fine-tuning epoch, before its backup
+    with pytest.raises(KeyboardInterrupt):
+        _resumable_transfer(tiny_base, ck, first).fit(X, y)
+    assert (ck / "phase1-weights.npz").is_file()
+    second = _InterruptAt(at=None)
+    clf = _resumable_transfer(tiny_base, ck, second).fit(X, y)
+    # Only the fine-tuning phase ran again, starting from the frozen phase's weights.
+    assert second.epochs == [2, 3]
+    assert len(second.weights_at_begin) == 1
+    for a, b in zip(second.weights_at_begin[0], first.weights_at_end[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert len(clf.history_["loss"]) == 2
+    # A finished fit leaves no resume state behind: the next fit starts afresh.
+    assert not (ck / "phase1-weights.npz").exists()
+    assert not any(p.name.startswith("backup") for p in ck.iterdir())
+    assert (ck / "epoch-004.keras").is_file()
+
+
+def test_resume_inside_fine_tuning_phase_uses_its_backup(data, tiny_base, tmp_path):
+    X, y = data
+    ck = tmp_path / "ck"
+    with pytest.raises(KeyboardInterrupt):
+        _resumable_transfer(tiny_base, ck, _InterruptAt(at=3)).fit(X, y)
+    second = _InterruptAt(at=None)
+    _resumable_transfer(tiny_base, ck, second).fit(X, y)
+    assert second.epochs == [3]  # epoch index 2 was backed up, only the last one runs
 
 
 def test_without_weights_nothing_is_frozen(data, tiny_base):

@@ -47,6 +47,7 @@ from sklearn.utils.multiclass import type_of_target
 
 from .augmentation import build_augmentation
 from .backbones import BASE_NAME, create_model
+from .callbacks import training_callbacks
 from .precision import dtype_policy
 from .preprocessing import ImageEncoder, check_images, flat_features
 
@@ -56,6 +57,8 @@ __all__ = ["EmotionClassifier", "LabelEncoder"]
 METADATA_ENTRY = "fervision.json"
 _FORMAT = "fervision.EmotionClassifier"
 _FORMAT_VERSION = 1
+#: Weights after the frozen phase of a resumable transfer-learning fit.
+PHASE1_WEIGHTS = "phase1-weights.npz"
 
 
 def _bundled_model_path() -> Path:
@@ -177,15 +180,23 @@ def _resolve_strategy(strategy):
     return strategy
 
 
-def _patience(value, default: int, name: str) -> int | None:
-    """True -> default patience, False/None -> off, int -> that patience."""
-    if value is None or value is False:
-        return None
-    if value is True:
-        return default
-    if isinstance(value, numbers.Integral) and value >= 1:
-        return int(value)
-    raise ValueError(f"{name} must be True, False or a positive int patience, got {value!r}")
+def _save_weights_atomic(model, path: Path) -> None:
+    # The model's variables only (Model.save_weights would add the optimizer of the
+    # phase that just ended, which does not fit the next phase's).  Written beside
+    # the target and renamed, so an interruption never leaves a truncated file that a
+    # resume would trust.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, *model.get_weights())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _load_weights(model, path: Path) -> None:
+    with np.load(path, allow_pickle=False) as saved:
+        model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
 
 
 def _jsonable(value) -> bool:
@@ -264,10 +275,15 @@ class EmotionClassifier(KerasClassifier):
         Halve the learning rate when the monitored loss plateaus for this many epochs
         (``True`` = 5).
     checkpoint_dir : str, path or None, default=None
-        Save the model (``epoch-NNN.keras``) there after every epoch.
+        Save the model (``epoch-NNN.keras``, with optimizer state) there after every
+        epoch.
+    keep_checkpoints : int or None, default=None
+        Keep only this many of the newest epoch checkpoints (a checkpoint of the
+        default backbone is about 60 MB); ``None`` keeps every epoch.
     resume : bool, default=False
         Resume an interrupted fit from ``checkpoint_dir`` (Keras ``BackupAndRestore``
-        state in ``checkpoint_dir/backup``).
+        state in ``checkpoint_dir/backup``).  A transfer-learning fit resumes inside
+        the phase it was in: a finished frozen phase is not run again.
     class_weight : "balanced", dict or None, default=None
         Class weights; ``"balanced"`` uses :func:`sklearn.utils.class_weight.
         compute_class_weight`.
@@ -355,6 +371,7 @@ class EmotionClassifier(KerasClassifier):
         early_stopping=True,
         reduce_lr=True,
         checkpoint_dir=None,
+        keep_checkpoints=None,
         resume=False,
         class_weight=None,
         random_state=None,
@@ -396,6 +413,7 @@ class EmotionClassifier(KerasClassifier):
         self.early_stopping = early_stopping
         self.reduce_lr = reduce_lr
         self.checkpoint_dir = checkpoint_dir
+        self.keep_checkpoints = keep_checkpoints
         self.resume = resume
         self.precision = precision
         self.tta = tta
@@ -628,27 +646,12 @@ class EmotionClassifier(KerasClassifier):
         has_val = self.validation_data is not None or (self.validation_split or 0) > 0
         return "val_loss" if has_val else "loss"
 
-    def _training_callbacks(self):
-        monitor = self._monitor()
-        cbs = []
-        es = _patience(self.early_stopping, 10, "early_stopping")
-        if es is not None:
-            cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=es,
-                                                     restore_best_weights=True))
-        rl = _patience(self.reduce_lr, 5, "reduce_lr")
-        if rl is not None:
-            cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
-                                                         patience=rl, min_lr=1e-6))
-        if self.resume and self.checkpoint_dir is None:
-            raise ValueError("resume=True needs checkpoint_dir (where the backup is kept)")
-        if self.checkpoint_dir is not None:
-            ckpt = Path(self.checkpoint_dir)
-            ckpt.mkdir(parents=True, exist_ok=True)
-            cbs.append(keras.callbacks.ModelCheckpoint(
-                str(ckpt / "epoch-{epoch:03d}.keras"), save_freq="epoch"))
-            if self.resume:
-                cbs.append(keras.callbacks.BackupAndRestore(str(ckpt / "backup")))
-        return cbs
+    def _training_callbacks(self, backup_name="backup"):
+        return training_callbacks(
+            monitor=self._monitor(), early_stopping=self.early_stopping,
+            reduce_lr=self.reduce_lr, checkpoint_dir=self.checkpoint_dir,
+            keep_checkpoints=self.keep_checkpoints, resume=self.resume,
+            backup_name=backup_name)
 
     def _encoded_validation_data(self):
         if self.validation_data is None:
@@ -708,26 +711,40 @@ class EmotionClassifier(KerasClassifier):
 
     def _fit_two_phases(self, X, y, sample_weight, warm_start, epochs, initial_epoch, base,
                         user_callbacks, **kwargs):
-        """Transfer learning: head with the base frozen, then the top of the base."""
+        """Transfer learning: head with the base frozen, then the top of the base.
+
+        With ``resume=True`` each phase keeps its own Keras backup (Keras deletes a
+        backup when its fit ends), and the weights after the frozen phase are kept in
+        ``checkpoint_dir/phase1-weights.npz`` until the whole fit ends: an interruption
+        in the fine-tuning phase resumes there instead of training the head again.
+        """
         n1 = epochs // 2 if self.freeze_epochs is None else int(self.freeze_epochs)
         n1 = max(0, min(n1, epochs))
-        if n1:
+        phase1 = Path(self.checkpoint_dir) / PHASE1_WEIGHTS if self.resume else None
+        if n1 and phase1 is not None and phase1.is_file():
+            _load_weights(self.model_, phase1)
+        elif n1:
             base.trainable = False
             self._compile(self.model_, self.learning_rate)
+            self._fit_callbacks = user_callbacks + self._training_callbacks("backup-phase1")
             super()._fit_keras_model(X, y, sample_weight=sample_weight,
                                      warm_start=warm_start, epochs=n1,
                                      initial_epoch=initial_epoch, **kwargs)
+            if phase1 is not None:
+                _save_weights_atomic(self.model_, phase1)
         if epochs - n1:
             self._unfreeze_top(base)
             lr = self.fine_tune_learning_rate
             lr = self.learning_rate / 10 if lr is None else lr
             self._compile(self.model_, lr)
             # Fresh callback objects: EarlyStopping/ReduceLROnPlateau keep state.
-            self._fit_callbacks = user_callbacks + self._training_callbacks()
+            self._fit_callbacks = user_callbacks + self._training_callbacks("backup-phase2")
             super()._fit_keras_model(X, y, sample_weight=sample_weight,
                                      warm_start=bool(n1) or warm_start,
                                      epochs=epochs - n1,
                                      initial_epoch=initial_epoch + n1, **kwargs)
+        if phase1 is not None:
+            phase1.unlink(missing_ok=True)
 
     def _stratified_split(self, X, y, sample_weight):
         """Hold out ``validation_split`` of the samples, stratified by class."""
