@@ -3,7 +3,8 @@
     python examples/package_default_model.py --run runs/default
 
 Loads ``RUN/final.keras`` (the weights after the last epoch of the schedule; PublicTest
-was not used to pick them), recomputes its BatchNorm statistics on the un-augmented
+was not used to pick them; a run started with ``--init-from`` is recorded together with
+the runs it continues), recomputes its BatchNorm statistics on the un-augmented
 training images (:func:`fervision.batchnorm.recalibrate_batchnorm`), wraps it with
 :meth:`EmotionClassifier.from_keras_model`, measures accuracy, macro-F1 and per-class F1
 on FER2013 PublicTest with and without flip test-time augmentation, and writes:
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -25,14 +25,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import pandas as pd  # noqa: E402
+
 from fervision import EmotionClassifier  # noqa: E402
 from fervision.augmentation import build_augmentation  # noqa: E402
 from fervision.backbones import create_model  # noqa: E402
 from fervision.batchnorm import recalibrate_batchnorm  # noqa: E402
-from fervision.precision import dtype_policy  # noqa: E402
-from fervision.preprocessing import check_images  # noqa: E402
 from fervision.datasets import load_image_folder  # noqa: E402
 from fervision.evaluation import evaluate, plot_history  # noqa: E402
+from fervision.precision import dtype_policy  # noqa: E402
+from fervision.preprocessing import check_images  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +51,32 @@ def as_float32(model, backbone, n_classes):
                              augmentation=build_augmentation(48, seed=0))
     clean.set_weights(model.get_weights())
     return clean
+
+
+def run_chain(run: Path) -> list[Path]:
+    """The run and the runs it was warm-started from (``--init-from``), oldest first."""
+    chain = [run]
+    while True:
+        init = json.loads((chain[0] / "args.json").read_text()).get("init_from")
+        if not init:
+            return chain
+        parent = Path(init).parent
+        if parent in chain or not (parent / "args.json").is_file():
+            raise SystemExit(f"{chain[0]} starts from {init}, whose run directory "
+                             f"{parent} has no args.json: cannot record its provenance")
+        chain.insert(0, parent)
+
+
+def chained_history(chain: list[Path]) -> pd.DataFrame:
+    """history.csv of every run in the chain, one row per epoch, renumbered."""
+    parts = []
+    for i, run in enumerate(chain):
+        h = pd.read_csv(run / "history.csv")
+        h["run"] = i
+        parts.append(h)
+    hist = pd.concat(parts, ignore_index=True)
+    hist["epoch"] = range(len(hist))
+    return hist
 
 
 def main(argv=None):
@@ -99,7 +127,13 @@ def main(argv=None):
     card = Path(args.card)
     card.mkdir(parents=True, exist_ok=True)
     report.save(card)
-    fig = plot_history(run / "history.csv")
+    chain = run_chain(run)
+    history = chained_history(chain)
+    fig = plot_history({k: history[k].tolist() for k in history.columns
+                        if k not in ("epoch", "run")})
+    for boundary in history.index[history["run"].diff() == 1]:
+        for ax in fig.axes:  # mark where a warm restart began
+            ax.axvline(boundary + 0.5, color="grey", lw=0.8, ls=":")
     fig.savefig(card / "history.png", dpi=110, bbox_inches="tight")
     summary = {
         "publictest_images": len(X),
@@ -109,9 +143,15 @@ def main(argv=None):
         "macro_f1": {"no_tta": results[False][1].macro_f1, "flip_tta": results[True][1].macro_f1},
         "parameters": int(model.count_params()),
         "train_args": train_args,
+        # Every run of a warm-restart chain, oldest first, with its own wall time.
+        "runs": [{"args": json.loads((r / "args.json").read_text()),
+                  "wall_s": json.loads((r / "done.json").read_text()).get("wall_s_this_run")
+                  if (r / "done.json").is_file() else None,
+                  "epochs_logged": int((history["run"] == i).sum())}
+                 for i, r in enumerate(chain)],
     }
     (card / "summary.json").write_text(json.dumps(summary, indent=2))
-    shutil.copy(run / "history.csv", card / "history.csv")
+    history.to_csv(card / "history.csv", index=False)
     print(json.dumps(summary, indent=2))
 
 
