@@ -348,6 +348,37 @@ def test_tta_averages_image_and_flip(fitted, data):
     np.testing.assert_allclose(tta.predict_proba(X[:6]), (plain + flipped) / 2, atol=1e-6)
 
 
+def test_tta_crops_averages_twelve_views(fitted, data):
+    import keras as _k
+
+    X, _ = data
+    Xf = X[:6].astype("float32")[..., None] / 255.0
+    views = [Xf, Xf[:, :, ::-1]]
+    side = round(SIZE * 0.9)
+    far = SIZE - side
+    for oy, ox in ((0, 0), (0, far), (far, 0), (far, far), (far // 2, far // 2)):
+        c = np.asarray(_k.ops.image.resize(Xf[:, oy:oy + side, ox:ox + side], (SIZE, SIZE)))
+        views += [c, c[:, :, ::-1]]
+    expected = np.mean([np.asarray(fitted.model_(v, training=False)) for v in views], axis=0)
+    crops = clone(fitted).set_params(tta="crops")
+    crops._set_fitted_state(fitted.model_, fitted.classes_)
+    np.testing.assert_allclose(crops.predict_proba(X[:6]), expected, atol=1e-5)
+    # One call for a few faces, view by view for many: the same numbers.
+    crops.set_params(batch_size=4)
+    np.testing.assert_allclose(crops.predict_proba(X[:6]), expected, atol=1e-5)
+    assert crops.predict(X[:6]).shape == (6,)
+
+
+@pytest.mark.parametrize("bad", ["mirror", 2, "Flip"])
+def test_tta_rejects_unknown_modes(fitted, data, bad):
+    clf = clone(fitted).set_params(tta=bad)
+    clf._set_fitted_state(fitted.model_, fitted.classes_)
+    with pytest.raises(ValueError, match="tta must be"):
+        clf.predict(data[0][:2])
+    with pytest.raises(ValueError, match="tta must be"):
+        _clf(tta=bad).fit(*data)
+
+
 # ----------------------------------------------------------------- persistence
 @pytest.mark.parametrize("labels", [np.array(["happy", "sad"]), np.array([3, 7])])
 def test_save_load_roundtrip(data, tmp_path, labels):

@@ -182,6 +182,26 @@ def test_existing_target_needs_overwrite(fitted, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite", "m.tflite.json"]
 
 
+@pytest.mark.parametrize("tta, views", [(True, 2), ("crops", 12)])
+def test_sidecar_states_the_test_time_augmentation(fitted, tmp_path, monkeypatch, tta, views):
+    from sklearn.base import clone
+
+    from fervision import export
+
+    clf, _ = fitted
+    with_tta = clone(clf).set_params(tta=tta)
+    with_tta._set_fitted_state(clf.model_, clf.classes_)
+    monkeypatch.setattr(export, "_export_tflite",
+                        lambda model, path, quantize, workdir: path.write_bytes(b"x"))
+    export_model(with_tta, tmp_path / "m.tflite", "tflite")
+    note = json.loads(metadata_path(tmp_path / "m.tflite").read_text())[
+        "test_time_augmentation"]
+    assert f"over {views} views" in note
+    export_model(clf, tmp_path / "plain.tflite", "tflite")
+    assert "test_time_augmentation" not in json.loads(
+        metadata_path(tmp_path / "plain.tflite").read_text())
+
+
 def test_failed_export_leaves_nothing(fitted, tmp_path, monkeypatch):
     from fervision import export
 

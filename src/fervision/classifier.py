@@ -50,6 +50,7 @@ from .backbones import BASE_NAME, create_model
 from .callbacks import training_callbacks
 from .precision import dtype_policy
 from .preprocessing import ImageEncoder, check_images, flat_features
+from .tta import predict_with_tta, resolve_tta
 
 __all__ = ["EmotionClassifier", "LabelEncoder"]
 
@@ -296,9 +297,12 @@ class EmotionClassifier(KerasClassifier):
         Keras dtype policy used while building the model.  ``"auto"`` picks
         ``mixed_bfloat16`` on CPUs with AMX/AVX512-BF16 and on bf16 GPUs.  The global
         policy is restored afterwards.
-    tta : bool, default=False
-        Test-time augmentation: ``predict_proba`` averages the image and its horizontal
-        flip.
+    tta : bool or {"flip", "crops"}, default=False
+        Test-time augmentation (:mod:`fervision.tta`): ``True``/``"flip"`` averages
+        ``predict_proba`` over the image and its mirror; ``"crops"`` also over the four
+        corner and the centre 90 % crops and their mirrors (12 views: +1.1 points on
+        FER2013 PublicTest for the default model, at about 6x the inference cost of
+        ``"flip"``).
     precise_bn : bool, default=True
         After training, replace the BatchNorm layers' moving averages by exact
         statistics over the (un-augmented) training images
@@ -624,6 +628,7 @@ class EmotionClassifier(KerasClassifier):
         # sample_weight array in place and cannot do "balanced" from unique labels
         # consistently with compute_class_weight; the rest is SciKeras's fit.
         self._fixed_classes = None
+        resolve_tta(self.tta)  # a bad tta fails now, not after hours of training
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
@@ -790,13 +795,11 @@ class EmotionClassifier(KerasClassifier):
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
                 "appropriate arguments before using this estimator."
             )
+        mode = resolve_tta(self.tta)
         X, _ = self._validate_data(X=X, y=None)
         X = self.feature_encoder_.transform(X)
-        if not self.tta:
-            return self._forward(X, **kwargs)
-        # Image and mirror image in one forward pass: one call's overhead, not two.
-        both = self._forward(np.concatenate([X, X[:, :, ::-1, :]]), **kwargs)
-        return (both[: len(X)] + both[len(X):]) / 2.0
+        return predict_with_tta(lambda v: self._forward(v, **kwargs), X, mode,
+                                one_call_below=self.batch_size or 32)
 
     def _forward(self, X, **kwargs):
         small = len(X) <= (self.batch_size or 32)

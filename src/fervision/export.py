@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .tta import n_views, resolve_tta
+
 __all__ = ["FORMATS", "PREPROCESSING", "export_model", "inference_model", "metadata_path"]
 
 FORMATS = ("savedmodel", "tflite", "onnx")
@@ -95,11 +97,13 @@ def _unpack(clf, classes):
             raise ValueError(f"{type(clf).__name__} has no classes_; pass classes=")
         extra = {"backbone": clf.backbone} if isinstance(getattr(clf, "backbone", None),
                                                           str) else {}
-        if getattr(clf, "tta", False):
+        mode = resolve_tta(getattr(clf, "tta", False))
+        if mode is not None:
             extra["test_time_augmentation"] = (
-                "the classifier averages the probabilities of each image and its "
-                "horizontal flip (tta=True); the exported model does not, so run it on "
-                "x and x[:, :, ::-1, :] and average to reproduce predict_proba"
+                f"the classifier averages the probabilities over {n_views(mode)} views "
+                f"of each image (tta={mode!r}, see fervision.tta.tta_views); the "
+                "exported model does not, so run it on those views and average to "
+                "reproduce predict_proba"
             )
     classes = [str(c) for c in np.asarray(classes).tolist()]
     shape = tuple(model.input_shape)
