@@ -381,3 +381,12 @@ def test_pipeline_with_emotion_classifier(yunet_onnx, fer_sample):
         pipe.fit(images, labels)
         pred = pipe.predict(images[:3])
     assert len(pred) == 3 and set(pred) <= set(pipe.classes_)
+
+
+def test_box_iou():
+    from fervision.detection import box_iou
+
+    assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert box_iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
+    assert box_iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+    assert box_iou((0, 0, 0, 0), (0, 0, 0, 0)) == 0.0

@@ -36,7 +36,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from .preprocessing import read_image, resize_gray
 
-__all__ = ["Face", "FaceDetector", "NoFaceWarning", "BACKENDS", "check_image"]
+__all__ = ["Face", "FaceDetector", "NoFaceWarning", "BACKENDS", "box_iou", "check_image"]
 
 BACKENDS = ("yunet", "haar", "mtcnn")
 #: YuNet model shipped in the wheel (sha256 ebafce4e...c22f0f0), the offline default.
@@ -91,6 +91,17 @@ class Face:
         """This face with box and landmarks multiplied by ``factor``."""
         lm = None if self.landmarks is None else self.landmarks * factor
         return Face(tuple(v * factor for v in self.box), self.score, lm)
+
+
+def box_iou(a, b) -> float:
+    """Intersection over union of two ``(x, y, w, h)`` boxes (0 when both are empty)."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
 
 
 def check_image(image, name: str = "image") -> np.ndarray:

@@ -34,6 +34,7 @@ from .analysis import (
     default_detector,
     results_from,
 )
+from .detection import box_iou
 
 __all__ = ["VideoSummary", "ScoreSmoother", "process_video", "FOURCC_BY_EXTENSION"]
 
@@ -85,16 +86,6 @@ class VideoSummary:
         return asdict(self)
 
 
-def _iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    iw = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = iw * ih
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
-
-
 class ScoreSmoother:
     """Exponential moving average of class scores per tracked face.
 
@@ -125,7 +116,7 @@ class ScoreSmoother:
         out = proba.copy()
         if self.alpha > 0 and self._tracks and len(boxes):
             pairs = sorted(
-                ((_iou(b, tb), i, j) for i, b in enumerate(boxes)
+                ((box_iou(b, tb), i, j) for i, b in enumerate(boxes)
                  for j, (tb, _) in enumerate(self._tracks)),
                 reverse=True,
             )
