@@ -187,6 +187,16 @@ def test_train_then_evaluate(image_folder, tmp_path, capsys):
     assert cv2.imread(str(report_dir / "confusion_matrix.png")) is not None
 
 
+def test_evaluate_default_model_keeps_its_shipped_tta(image_folder, tiny_classifier,
+                                                      monkeypatch, capsys):
+    seen = []
+    monkeypatch.setattr(analysis, "load_default_classifier",
+                        lambda realtime=True: seen.append(realtime) or tiny_classifier)
+    assert main(["evaluate", str(image_folder)]) == 0
+    assert seen == [False]  # not the real-time (2-view) variant
+    assert "accuracy" in capsys.readouterr().out.lower()
+
+
 def test_train_bad_folder(tmp_path, capsys):
     assert main(["train", str(tmp_path / "nowhere"), "--epochs", "1"]) == 1
     assert "nowhere" in capsys.readouterr().err

@@ -26,3 +26,12 @@ def test_bundled_model_recognises_fer2013_faces(fer_sample):
     # The model measures ~65 % on all 3,589 PublicTest images (docs/model_card.md);
     # 84 images put chance (14 %) and a broken model far below this bound.
     assert np.mean(pred == y) > 0.45
+
+
+def test_shipped_twelve_views_realtime_default_two(monkeypatch):
+    from fervision import analysis
+
+    monkeypatch.delenv(analysis.MODEL_ENV, raising=False)
+    assert resolve_tta(EmotionClassifier.from_pretrained().tta) == "crops"
+    assert resolve_tta(analysis.load_default_classifier().tta) == "flip"
+    assert resolve_tta(analysis.load_default_classifier(realtime=False).tta) == "crops"

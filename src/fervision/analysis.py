@@ -34,6 +34,7 @@ __all__ = [
     "analyze_frame",
     "annotate",
     "default_classifier",
+    "load_default_classifier",
     "default_detector",
     "read_image",
     "to_bgr",
@@ -101,9 +102,10 @@ def default_detector():
 def default_classifier():
     """The process-wide default :class:`~fervision.classifier.EmotionClassifier` (lazy).
 
-    ``$FERVISION_MODEL`` (a saved ``.keras`` model) when set, else the bundled model.
+    ``$FERVISION_MODEL`` (a saved ``.keras`` model) when set, else the bundled model
+    set up for real time: see :func:`load_default_classifier`.
     """
-    return _cached("classifier", _make_default_classifier)
+    return _cached("classifier", load_default_classifier)
 
 
 def _cached(key: str, factory):
@@ -127,15 +129,31 @@ def _make_default_detector():
     return FaceDetector()
 
 
-def _make_default_classifier():
+def load_default_classifier(realtime: bool = True):
+    """Load the default classifier (a new object; :func:`default_classifier` caches one).
+
+    Parameters
+    ----------
+    realtime : bool, default=True
+        The bundled model ships with 12-view test-time augmentation (``tta="crops"``,
+        the most accurate); for frame-by-frame work (``analyze``, video, webcam, app)
+        it is switched to 2 views (``tta="flip"``): about twice the frame rate for
+        about 2 points of FER2013 accuracy (docs/model_card.md).  ``False`` keeps the
+        shipped setting (``fervision evaluate`` does).  A ``$FERVISION_MODEL`` model
+        always keeps its own setting.
+    """
     from .classifier import EmotionClassifier
+    from .tta import resolve_tta
 
     path = os.environ.get(MODEL_ENV)
     if path:
         if not Path(path).is_file():
             raise FileNotFoundError(f"${MODEL_ENV} names {path!r}, which is not a file")
         return EmotionClassifier.load(path)
-    return EmotionClassifier.from_pretrained()
+    clf = EmotionClassifier.from_pretrained()
+    if realtime and resolve_tta(clf.tta) == "crops":
+        clf.set_params(tta="flip")
+    return clf
 
 
 # ----------------------------------------------------------------------------- images

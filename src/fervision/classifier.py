@@ -307,7 +307,7 @@ class EmotionClassifier(KerasClassifier):
         After training, replace the BatchNorm layers' moving averages by exact
         statistics over the (un-augmented) training images
         (:func:`fervision.batchnorm.recalibrate_batchnorm`): the moving averages lag the
-        weights, which cost the default model 4.9 points of accuracy and can make a
+        weights, which cost the default model 5.5 points of accuracy and can make a
         short fit predict a single class.  Costs one forward pass over the data.
     distribution_strategy : None, str or tf.distribute.Strategy, default=None
         Build and compile the model under this strategy's scope (``"default"``,

@@ -320,9 +320,9 @@ def cmd_evaluate(args) -> int:
             raise FileNotFoundError(f"model file not found: {args.model!r}")
         clf = EmotionClassifier.load(args.model)
     else:
-        from .analysis import default_classifier
+        from .analysis import load_default_classifier
 
-        clf = default_classifier()
+        clf = load_default_classifier(realtime=False)  # the shipped, most accurate setting
     X, y = load_image_folder(args.data_dir, max_per_class=args.max_per_class)
     report = evaluate(clf, X, y)
     print(report)
