@@ -51,6 +51,17 @@ def fer_sample(fer_dir):
     return load_image_folder(fer_dir / "test", max_per_class=12)
 
 
+# Fixtures of face frames, the YuNet detector and a tiny trained classifier, for every
+# test module (defined beside the helpers that build them).
+from helpers_faces import (  # noqa: E402, F401
+    detector,
+    face_frame,
+    face_ids,
+    tiny_classifier,
+    tiny_model_path,
+)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

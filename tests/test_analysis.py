@@ -9,16 +9,7 @@ import threading
 import cv2
 import numpy as np
 import pytest
-from helpers_faces import (  # noqa: F401 - fixtures
-    detectable_faces,
-    detector,
-    face_frame,
-    face_ids,
-    overlap,
-    plant_face,
-    tiny_classifier,
-    tiny_model_path,
-)
+from helpers_faces import detectable_faces, overlap, plant_face
 
 import fervision
 from fervision import analysis

@@ -14,14 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers_faces import (  # noqa: F401 - fixtures
-    detector,
-    face_frame,
-    face_ids,
-    overlap,
-    tiny_classifier,
-    tiny_model_path,
-)
+from helpers_faces import overlap
 
 pytest.importorskip("streamlit")
 

@@ -12,16 +12,7 @@ import sys
 
 import cv2
 import pytest
-from helpers_faces import (  # noqa: F401 - fixtures
-    QVGA,
-    detector,
-    face_frame,
-    face_ids,
-    overlap,
-    plant_face,
-    tiny_classifier,
-    tiny_model_path,
-)
+from helpers_faces import QVGA, plant_face
 
 from fervision import analysis, cli
 from fervision.cli import main

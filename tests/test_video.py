@@ -9,14 +9,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from helpers_faces import (  # noqa: F401 - fixtures
-    QVGA,
-    detector,
-    face_ids,
-    overlap,
-    plant_face,
-    tiny_classifier,
-)
+from helpers_faces import QVGA, overlap, plant_face
 
 from fervision import video
 from fervision.video import ScoreSmoother, VideoSummary, process_video
