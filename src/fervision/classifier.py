@@ -300,9 +300,9 @@ class EmotionClassifier(KerasClassifier):
     tta : bool or {"flip", "crops"}, default=False
         Test-time augmentation (:mod:`fervision.tta`): ``True``/``"flip"`` averages
         ``predict_proba`` over the image and its mirror; ``"crops"`` also over the four
-        corner and the centre 90 % crops and their mirrors (12 views: +1.1 points on
-        FER2013 PublicTest for the default model, at about 6x the inference cost of
-        ``"flip"``).
+        corner and the centre 90 % crops and their mirrors (12 views: 68.60 % against
+        66.48 % on FER2013 PublicTest for the default model, at about 6x the batched
+        inference cost of ``"flip"``).
     precise_bn : bool, default=True
         After training, replace the BatchNorm layers' moving averages by exact
         statistics over the (un-augmented) training images
