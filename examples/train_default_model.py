@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fervision.augmentation import build_augmentation
+from fervision.augmentation import build_augmentation, mixup
 from fervision.backbones import create_model
 from fervision.datasets import load_image_folder
 from fervision.precision import dtype_policy, resolve_precision
@@ -42,6 +42,9 @@ def parse_args(argv=None):
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--warmup-epochs", type=int, default=2)
     p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                   help="mixup with Beta(ALPHA, ALPHA) coefficients, 0 = off "
+                        "(fervision.augmentation.mixup)")
     p.add_argument("--precision", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="images per class (smoke runs)")
@@ -51,11 +54,14 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def dataset(X, y, batch_size, shuffle, seed):
+def dataset(X, y, batch_size, shuffle, seed, mixup_alpha=0.0):
     ds = tf.data.Dataset.from_tensor_slices((X, y))
     if shuffle:
         ds = ds.shuffle(len(X), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size)
+    if mixup_alpha:
+        ds = mixup(ds, mixup_alpha, seed=seed)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def main(argv=None):
@@ -95,7 +101,7 @@ def main(argv=None):
               f"policy {keras.config.dtype_policy().name}")
         t0 = time.time()
         model.fit(
-            dataset(Xtr, Ytr, args.batch_size, True, args.seed),
+            dataset(Xtr, Ytr, args.batch_size, True, args.seed, args.mixup),
             validation_data=dataset(Xte, Yte, 256, False, None),
             epochs=args.epochs,
             callbacks=[

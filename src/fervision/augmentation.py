@@ -84,3 +84,49 @@ def build_augmentation(
     if contrast:
         aug.append(layers.RandomContrast(contrast, seed=_seed(7), **kw))
     return keras.Sequential(aug, name=name)
+
+
+def mixup(dataset, alpha: float, *, seed: int | None = None):
+    """Mix each batch of a ``tf.data`` dataset with itself reversed (mixup, Zhang et al. 2018).
+
+    Every sample ``i`` becomes ``lam_i * x_i + (1 - lam_i) * x_j`` with soft label
+    ``lam_i * y_i + (1 - lam_i) * y_j`` (``j`` the mirror position in the batch,
+    ``lam_i ~ Beta(alpha, alpha)``), a regulariser for networks that over-fit.
+
+    Parameters
+    ----------
+    dataset : tf.data.Dataset
+        Batches of ``(images, one_hot_labels)``, images float.
+    alpha : float
+        Beta distribution parameter, > 0 (0.1–0.4 is usual; larger mixes more).
+    seed : int or None
+        Seed of the mixing coefficients.
+
+    Returns
+    -------
+    tf.data.Dataset
+        The same batches, mixed.
+    """
+    import tensorflow as tf
+
+    if not alpha > 0:
+        raise ValueError(f"mixup alpha must be > 0, got {alpha!r}")
+    import numpy as np
+
+    # Stateless draws keyed by (base, batch index): reproducible with a seed, and
+    # usable inside tf.data's graph (a Python-side RNG would be frozen at trace time).
+    base = int(np.random.SeedSequence(seed).generate_state(1)[0])
+
+    def mix(i, batch):
+        x, y = batch
+        n = tf.shape(x)[0]
+        key = tf.cast(2 * i, tf.int32)
+        # Beta(a, a) as G1 / (G1 + G2) with G ~ Gamma(a): tf.random has no Beta.
+        g1 = tf.random.stateless_gamma([n], seed=tf.stack([base, key]), alpha=alpha)
+        g2 = tf.random.stateless_gamma([n], seed=tf.stack([base, key + 1]), alpha=alpha)
+        lam = g1 / (g1 + g2)
+        lx = tf.cast(tf.reshape(lam, [-1, 1, 1, 1]), x.dtype)
+        ly = tf.cast(tf.reshape(lam, [-1, 1]), y.dtype)
+        return lx * x + (1 - lx) * tf.reverse(x, [0]), ly * y + (1 - ly) * tf.reverse(y, [0])
+
+    return dataset.enumerate().map(mix, num_parallel_calls=tf.data.AUTOTUNE)
