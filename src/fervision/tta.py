@@ -91,12 +91,14 @@ def predict_with_tta(forward: Callable[[np.ndarray], np.ndarray], X: np.ndarray,
     """
     if mode is None:
         return forward(X)
-    k = n_views(mode)
-    if len(X) * k <= one_call_below:
-        out = forward(np.concatenate(list(tta_views(X, mode))))
-        return out.reshape(k, len(X), *out.shape[1:]).mean(axis=0)
-    total = None
+    if len(X) * n_views(mode) <= one_call_below:
+        views = list(tta_views(X, mode))
+        out = forward(np.concatenate(views))
+        return out.reshape(len(views), len(X), *out.shape[1:]).mean(axis=0)
+    total, k = None, 0
     for view in tta_views(X, mode):
         p = np.asarray(forward(np.ascontiguousarray(view)), dtype=np.float64)
         total = p if total is None else total + p
+        k += 1
+    # k, not n_views(mode): images too small to crop (side <= 4 px) get no crop views.
     return (total / k).astype(np.float32)
