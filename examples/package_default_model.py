@@ -1,16 +1,20 @@
-"""Wrap a finished training run as the bundled default model and measure it.
+"""Wrap finished training runs as the bundled default model and measure it.
 
     python examples/package_default_model.py --run runs/default
+    python examples/package_default_model.py --run runs/a runs/b   # ship their average
 
 Loads ``RUN/final.keras`` (the weights after the last epoch of the schedule; PublicTest
 was not used to pick them; a run started with ``--init-from`` is recorded together with
 the runs it continues), recomputes its BatchNorm statistics on the un-augmented
 training images (:func:`fervision.batchnorm.recalibrate_batchnorm`), wraps it with
 :meth:`EmotionClassifier.from_keras_model`, measures accuracy, macro-F1 and per-class F1
-on FER2013 PublicTest with and without flip test-time augmentation, and writes:
+on FER2013 PublicTest with each test-time augmentation (none, flip, crops), and writes
+(several runs: each is prepared and measured alone, then they are shipped as one model
+averaging their probabilities, :func:`fervision.backbones.average_models`):
 
 * ``src/fervision/models/default.keras`` — the shipped model (no optimizer state);
-* ``docs/_static/model_card/`` — report.json/.md, confusion_matrix.png, history.png.
+* ``docs/_static/model_card/`` — report.json/.md, confusion_matrix.png, summary.json,
+  history.png (history-1.png ... for further members).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import pandas as pd  # noqa: E402
 
 from fervision import EmotionClassifier  # noqa: E402
 from fervision.augmentation import build_augmentation  # noqa: E402
-from fervision.backbones import create_model  # noqa: E402
+from fervision.backbones import average_models, create_model  # noqa: E402
 from fervision.batchnorm import recalibrate_batchnorm  # noqa: E402
 from fervision.datasets import load_image_folder  # noqa: E402
 from fervision.evaluation import evaluate, plot_history  # noqa: E402
@@ -79,41 +83,86 @@ def chained_history(chain: list[Path]) -> pd.DataFrame:
     return hist
 
 
+def load_member(run: Path, X, y, X_train):
+    """A run's final weights, BatchNorm recalibrated, float32, and what that changed."""
+    # compile=False drops the optimizer state: the shipped file holds weights only.
+    model = keras.saving.load_model(run / "final.keras", safe_mode=True, compile=False)
+    classes = json.loads((run / "classes.json").read_text())
+    train_args = json.loads((run / "args.json").read_text())
+    before = EmotionClassifier.from_keras_model(model, classes, input_size=48)
+    acc_moving = evaluate(before, X, y).accuracy
+    print(f"{run}: PublicTest accuracy with the training run's moving BatchNorm "
+          f"statistics: {acc_moving:.4f}")
+    recalibrate_batchnorm(model, check_images(X_train, 48), progress=False)
+    return as_float32(model, train_args["backbone"], len(classes)), classes, acc_moving
+
+
+def measure(model, classes, backbone, X, y, label):
+    """PublicTest report of ``model`` under each test-time augmentation."""
+    results = {}
+    for tta in ("none", "flip", "crops"):
+        clf = EmotionClassifier.from_keras_model(
+            model, classes, input_size=48, backbone=backbone,
+            tta=False if tta == "none" else tta)
+        t = time.perf_counter()
+        report = evaluate(clf, X, y)
+        results[tta] = (clf, report, time.perf_counter() - t)
+        print(f"{label} PublicTest tta={tta}: accuracy {report.accuracy:.4f}, "
+              f"macro-F1 {report.macro_f1:.4f} ({len(X)} images)")
+    return results
+
+
+def run_record(run: Path, acc_moving, results):
+    """Provenance of one member: every run of its warm-restart chain, oldest first."""
+    chain = run_chain(run)
+    history = chained_history(chain)
+    return history, {
+        "run": str(run),
+        "accuracy_before_bn_recalibration": acc_moving,
+        "accuracy": {k: r[1].accuracy for k, r in results.items()},
+        "macro_f1": {k: r[1].macro_f1 for k, r in results.items()},
+        "runs": [{"args": json.loads((r / "args.json").read_text()),
+                  "wall_s": json.loads((r / "done.json").read_text()).get("wall_s_this_run")
+                  if (r / "done.json").is_file() else None,
+                  "epochs_logged": int((history["run"] == i).sum())}
+                 for i, r in enumerate(chain)],
+    }
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run", default="runs/default")
+    p.add_argument("--run", nargs="+", default=["runs/default"],
+                   help="one run directory, or several: their average is shipped")
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "fer2013"))
     p.add_argument("--tta", choices=["auto", "none", "flip", "crops"], default="auto",
                    help="test-time augmentation to ship with; auto: the most accurate")
     p.add_argument("--out", default=str(ROOT / "src" / "fervision" / "models" / "default.keras"))
     p.add_argument("--card", default=str(ROOT / "docs" / "_static" / "model_card"))
     args = p.parse_args(argv)
-    run = Path(args.run)
+    runs = [Path(r) for r in args.run]
 
-    # compile=False drops the optimizer state: the shipped file holds weights only.
-    model = keras.saving.load_model(run / "final.keras", safe_mode=True, compile=False)
-    classes = json.loads((run / "classes.json").read_text())
-    train_args = json.loads((run / "args.json").read_text())
     X, y = load_image_folder(Path(args.data) / "test")
     X_train, _ = load_image_folder(Path(args.data) / "train")
-
-    before = EmotionClassifier.from_keras_model(model, classes, input_size=48)
-    acc_moving = evaluate(before, X, y).accuracy
-    print(f"PublicTest accuracy with the training run's moving BatchNorm statistics: "
-          f"{acc_moving:.4f}")
-    recalibrate_batchnorm(model, check_images(X_train, 48), progress=False)
-    model = as_float32(model, train_args["backbone"], len(classes))
-
-    results = {}
-    for tta in ("none", "flip", "crops"):
-        clf = EmotionClassifier.from_keras_model(
-            model, classes, input_size=48, backbone=train_args["backbone"],
-            tta=False if tta == "none" else tta)
-        t = time.perf_counter()
-        report = evaluate(clf, X, y)
-        results[tta] = (clf, report, time.perf_counter() - t)
-        print(f"PublicTest tta={tta}: accuracy {report.accuracy:.4f}, "
-              f"macro-F1 {report.macro_f1:.4f} ({len(X)} images)")
+    loaded = [(run, *load_member(run, X, y, X_train),
+               json.loads((run / "args.json").read_text())["backbone"]) for run in runs]
+    if len({tuple(classes) for _, _, classes, _, _ in loaded}) != 1:
+        raise SystemExit("the runs were trained on different class lists: " + "; ".join(
+            f"{run}: {classes}" for run, _, classes, _, _ in loaded))
+    classes = loaded[0][2]
+    if len(runs) == 1:
+        _, model, _, _, backbone = loaded[0]
+        results = measure(model, classes, backbone, X, y, str(runs[0]))
+        member_results = [results]
+    else:  # each member on its own too, for the model card
+        member_results = [measure(m, classes, b, X, y, f"member {i} ({run})")
+                          for i, (run, m, _, _, b) in enumerate(loaded)]
+        model = average_models([m for _, m, _, _, _ in loaded])
+        # One architecture -> its name, so that clone(clf).fit(...) trains one such
+        # network; mixed architectures have no single builder to name.
+        backbone = "+".join(dict.fromkeys(b for _, _, _, _, b in loaded))
+        results = measure(model, classes, backbone, X, y, "ensemble")
+    histories, records = zip(*(run_record(run, acc_moving, res) for (run, _, _, acc_moving, _),
+                               res in zip(loaded, member_results, strict=True)), strict=True)
     use_tta = args.tta
     if use_tta == "auto":  # the one decision PublicTest makes, stated in the model card
         use_tta = max(results, key=lambda k: results[k][1].accuracy)
@@ -127,33 +176,30 @@ def main(argv=None):
 
     card = Path(args.card)
     card.mkdir(parents=True, exist_ok=True)
+    for old in card.glob("history*.png"):
+        old.unlink()
     report.save(card)
-    chain = run_chain(run)
-    history = chained_history(chain)
-    fig = plot_history({k: history[k].tolist() for k in history.columns
-                        if k not in ("epoch", "run")})
-    for boundary in history.index[history["run"].diff() == 1]:
-        for ax in fig.axes:  # mark where a warm restart began
-            ax.axvline(boundary + 0.5, color="grey", lw=0.8, ls=":")
-    fig.savefig(card / "history.png", dpi=110, bbox_inches="tight")
+    for i, history in enumerate(histories):
+        fig = plot_history({k: history[k].tolist() for k in history.columns
+                            if k not in ("epoch", "run")})
+        for boundary in history.index[history["run"].diff() == 1]:
+            for ax in fig.axes:  # mark where a warm restart began
+                ax.axvline(boundary + 0.5, color="grey", lw=0.8, ls=":")
+        if len(histories) > 1:
+            fig.suptitle(f"member {i}: {runs[i].name}")
+        fig.savefig(card / ("history.png" if i == 0 else f"history-{i}.png"), dpi=110,
+                    bbox_inches="tight")
+        history.to_csv(card / ("history.csv" if i == 0 else f"history-{i}.csv"), index=False)
     summary = {
         "publictest_images": len(X),
-        "accuracy_before_bn_recalibration": acc_moving,
         "shipped_tta": use_tta,
         "accuracy": {k: r[1].accuracy for k, r in results.items()},
         "macro_f1": {k: r[1].macro_f1 for k, r in results.items()},
         "evaluation_s": {k: round(r[2], 1) for k, r in results.items()},
         "parameters": int(model.count_params()),
-        "train_args": train_args,
-        # Every run of a warm-restart chain, oldest first, with its own wall time.
-        "runs": [{"args": json.loads((r / "args.json").read_text()),
-                  "wall_s": json.loads((r / "done.json").read_text()).get("wall_s_this_run")
-                  if (r / "done.json").is_file() else None,
-                  "epochs_logged": int((history["run"] == i).sum())}
-                 for i, r in enumerate(chain)],
+        "members": records,
     }
     (card / "summary.json").write_text(json.dumps(summary, indent=2))
-    history.to_csv(card / "history.csv", index=False)
     print(json.dumps(summary, indent=2))
 
 

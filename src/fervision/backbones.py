@@ -103,6 +103,49 @@ def create_model(
     return keras.Model(inputs, outputs, name=name or f"fervision_{label}")
 
 
+
+def average_models(models, *, name: str = "ensemble") -> keras.Model:
+    """One Keras model that averages the class probabilities of trained models.
+
+    Independently trained networks make partly different mistakes, so the mean of
+    their softmax outputs is usually more accurate than any one of them; wrapping
+    them as one model keeps the rest of fervision (``EmotionClassifier``, TTA,
+    saving with ``safe_mode``, export) unchanged.
+
+    Parameters
+    ----------
+    models : sequence of keras.Model
+        At least two models with the same input shape and number of classes, each
+        mapping images to probabilities (as :func:`create_model` builds).
+    name : str, default="ensemble"
+        Name of the returned model; its members are named ``member_0``, ``member_1``...
+
+    Returns
+    -------
+    keras.Model
+        Same input and output shapes as the members; the members' weights are
+        shared with the given models, not copied.
+    """
+    models = list(models)
+    if len(models) < 2:
+        raise ValueError(f"average_models needs at least two models, got {len(models)}")
+    for i, m in enumerate(models):
+        if not isinstance(m, keras.Model):
+            raise TypeError(f"models[{i}] is a {type(m).__name__}, not a keras.Model")
+        for attr in ("input_shape", "output_shape"):
+            if getattr(m, attr) != getattr(models[0], attr):
+                raise ValueError(f"models[{i}] has {attr} {getattr(m, attr)}, "
+                                 f"models[0] has {getattr(models[0], attr)}")
+    inputs = keras.Input(models[0].input_shape[1:], name="image")
+    # Re-wrap each member under a unique name: trained models built by create_model
+    # share names ("fervision_fernet"), which one functional model cannot hold twice.
+    members = [keras.Model(m.input, m.output, name=f"member_{i}")
+               for i, m in enumerate(models)]
+    outputs = layers.Average(name="predictions", dtype="float32")(
+        [member(inputs) for member in members])
+    return keras.Model(inputs, outputs, name=name)
+
+
 def _conv_bn(x, filters, kernel=3, strides=1, act=True, name=None):
     x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
                       name=None if name is None else f"{name}_conv")(x)

@@ -1,0 +1,40 @@
+"""Backbone registry and model builders."""
+
+import keras
+import numpy as np
+import pytest
+
+from fervision import EmotionClassifier
+from fervision.backbones import average_models, create_model
+
+
+def _small(seed):
+    keras.utils.set_random_seed(seed)
+    return create_model("cnn", input_size=24, n_classes=3)
+
+
+def test_average_models_averages_member_probabilities(tmp_path):
+    a, b = _small(0), _small(1)
+    X = np.random.default_rng(0).random((5, 24, 24, 1), dtype=np.float32)
+    ens = average_models([a, b])
+    expected = (a.predict(X, verbose=0) + b.predict(X, verbose=0)) / 2
+    np.testing.assert_allclose(ens.predict(X, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    assert [layer.name for layer in ens.layers][1:3] == ["member_0", "member_1"]
+
+    # Wrapped as a classifier it saves and reloads under safe_mode with the same output.
+    clf = EmotionClassifier.from_keras_model(ens, ["x", "y", "z"], input_size=24)
+    clf.save(tmp_path / "ens.keras")
+    again = EmotionClassifier.load(tmp_path / "ens.keras")
+    np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_average_models_rejects_bad_members():
+    a = _small(0)
+    with pytest.raises(ValueError, match="at least two"):
+        average_models([a])
+    with pytest.raises(TypeError, match=r"models\[1\] is a str"):
+        average_models([a, "b"])
+    other = create_model("cnn", input_size=24, n_classes=4)
+    with pytest.raises(ValueError, match=r"models\[1\] has output_shape"):
+        average_models([a, other])
