@@ -143,6 +143,7 @@ def load_default_classifier(realtime: bool = True):
         shipped setting (``fervision evaluate`` does).  A ``$FERVISION_MODEL`` model
         always keeps its own setting.
     """
+    from .backbones import n_members
     from .classifier import EmotionClassifier
     from .tta import resolve_tta
 
@@ -153,7 +154,9 @@ def load_default_classifier(realtime: bool = True):
         return EmotionClassifier.load(path)
     clf = EmotionClassifier.from_pretrained()
     if realtime and resolve_tta(clf.tta) == "crops":
-        clf.set_params(tta="flip")
+        # Two network passes per face: one network on the image and its mirror, or
+        # each network of a two-member ensemble on the image alone.
+        clf.set_params(tta="flip" if n_members(clf.model_) == 1 else False)
     return clf
 
 

@@ -146,6 +146,13 @@ def average_models(models, *, name: str = "ensemble") -> keras.Model:
     return keras.Model(inputs, outputs, name=name)
 
 
+
+def n_members(model: keras.Model) -> int:
+    """Networks run per image: the members of an :func:`average_models` model, else 1."""
+    return sum(isinstance(layer, keras.Model) and layer.name.startswith("member_")
+               for layer in model.layers) or 1
+
+
 def _conv_bn(x, filters, kernel=3, strides=1, act=True, name=None):
     x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
                       name=None if name is None else f"{name}_conv")(x)
