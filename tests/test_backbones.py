@@ -40,3 +40,16 @@ def test_average_models_rejects_bad_members():
     other = create_model("cnn", input_size=24, n_classes=4)
     with pytest.raises(ValueError, match=r"models\[1\] has output_shape"):
         average_models([a, other])
+
+
+def test_realtime_default_runs_an_ensemble_without_tta(monkeypatch):
+    from fervision import analysis
+
+    model = average_models([_small(0), _small(1)])
+    monkeypatch.delenv(analysis.MODEL_ENV, raising=False)
+    monkeypatch.setattr(EmotionClassifier, "from_pretrained", classmethod(
+        lambda cls, *args, **kwargs: cls.from_keras_model(model, ["x", "y", "z"],
+                                                          input_size=24, tta="crops")))
+    # two network passes per face either way: two members x one view
+    assert analysis.load_default_classifier().tta is False
+    assert analysis.load_default_classifier(realtime=False).tta == "crops"

@@ -138,8 +138,10 @@ def load_default_classifier(realtime: bool = True):
     realtime : bool, default=True
         The bundled model ships with 12-view test-time augmentation (``tta="crops"``,
         the most accurate); for frame-by-frame work (``analyze``, video, webcam, app)
-        it is switched to 2 views (``tta="flip"``): about twice the frame rate for
-        about 2 points of FER2013 accuracy (docs/model_card.md).  ``False`` keeps the
+        it is switched to two network passes per face (``tta="flip"`` for one network;
+        no TTA for a two-member :func:`~fervision.backbones.average_models` ensemble):
+        about twice the frame rate for about 2 points of FER2013 accuracy
+        (docs/model_card.md).  ``False`` keeps the
         shipped setting (``fervision evaluate`` does).  A ``$FERVISION_MODEL`` model
         always keeps its own setting.
     """
