@@ -94,7 +94,8 @@ def load_member(run: Path, X, y, X_train):
     print(f"{run}: PublicTest accuracy with the training run's moving BatchNorm "
           f"statistics: {acc_moving:.4f}")
     recalibrate_batchnorm(model, check_images(X_train, 48), progress=False)
-    return as_float32(model, train_args["backbone"], len(classes)), classes, acc_moving
+    backbone = train_args["backbone"]
+    return as_float32(model, backbone, len(classes)), classes, acc_moving, backbone
 
 
 def measure(model, classes, backbone, X, y, label):
@@ -140,11 +141,15 @@ def main(argv=None):
     p.add_argument("--card", default=str(ROOT / "docs" / "_static" / "model_card"))
     args = p.parse_args(argv)
     runs = [Path(r) for r in args.run]
+    for run in runs:  # before the minutes of loading and measuring
+        missing = [f for f in ("final.keras", "classes.json", "args.json")
+                   if not (run / f).is_file()]
+        if missing:
+            raise SystemExit(f"{run} is not a finished training run: no {', '.join(missing)}")
 
     X, y = load_image_folder(Path(args.data) / "test")
     X_train, _ = load_image_folder(Path(args.data) / "train")
-    loaded = [(run, *load_member(run, X, y, X_train),
-               json.loads((run / "args.json").read_text())["backbone"]) for run in runs]
+    loaded = [(run, *load_member(run, X, y, X_train)) for run in runs]
     if len({tuple(classes) for _, _, classes, _, _ in loaded}) != 1:
         raise SystemExit("the runs were trained on different class lists: " + "; ".join(
             f"{run}: {classes}" for run, _, classes, _, _ in loaded))

@@ -103,7 +103,6 @@ def create_model(
     return keras.Model(inputs, outputs, name=name or f"fervision_{label}")
 
 
-
 def average_models(models, *, name: str = "ensemble") -> keras.Model:
     """One Keras model that averages the class probabilities of trained models.
 
@@ -144,7 +143,6 @@ def average_models(models, *, name: str = "ensemble") -> keras.Model:
     outputs = layers.Average(name="predictions", dtype="float32")(
         [member(inputs) for member in members])
     return keras.Model(inputs, outputs, name=name)
-
 
 
 def n_members(model: keras.Model) -> int:
