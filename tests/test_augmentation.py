@@ -49,3 +49,16 @@ def test_mixup_rejects_bad_alpha(alpha):
     _, _, ds = _batches()
     with pytest.raises(ValueError, match="alpha"):
         mixup(ds, alpha)
+
+
+def test_mixup_draws_new_coefficients_every_epoch():
+    # The same batch position must not be mixed with the same coefficients on every
+    # pass over the data; a fresh pipeline with the same seed repeats the sequence.
+    X, _, ds = _batches()
+    mixed = mixup(ds, 0.4, seed=5)
+    epoch1 = [x.numpy() for x, _ in mixed]
+    epoch2 = [x.numpy() for x, _ in mixed]
+    assert not np.allclose(epoch1[0], epoch2[0])
+    again = mixup(ds, 0.4, seed=5)
+    np.testing.assert_array_equal([x.numpy() for x, _ in again][0], epoch1[0])
+    np.testing.assert_array_equal([x.numpy() for x, _ in again][0], epoch2[0])

@@ -113,20 +113,22 @@ def mixup(dataset, alpha: float, *, seed: int | None = None):
         raise ValueError(f"mixup alpha must be > 0, got {alpha!r}")
     import numpy as np
 
-    # Stateless draws keyed by (base, batch index): reproducible with a seed, and
-    # usable inside tf.data's graph (a Python-side RNG would be frozen at trace time).
+    # One stateless seed per batch from a seeded stream that is drawn afresh on every
+    # pass (epoch) over the data: reproducible with a seed, usable inside tf.data's
+    # graph (a Python-side RNG would be frozen at trace time), and no batch position
+    # gets the same coefficients every epoch.
     base = int(np.random.SeedSequence(seed).generate_state(1)[0])
+    keys = tf.data.Dataset.random(seed=base, rerandomize_each_iteration=True)
 
-    def mix(i, batch):
+    def mix(key, batch):
         x, y = batch
         n = tf.shape(x)[0]
-        key = tf.cast(2 * i, tf.int32)
         # Beta(a, a) as G1 / (G1 + G2) with G ~ Gamma(a): tf.random has no Beta.
-        g1 = tf.random.stateless_gamma([n], seed=tf.stack([base, key]), alpha=alpha)
-        g2 = tf.random.stateless_gamma([n], seed=tf.stack([base, key + 1]), alpha=alpha)
+        g1 = tf.random.stateless_gamma([n], seed=tf.stack([key, 0]), alpha=alpha)
+        g2 = tf.random.stateless_gamma([n], seed=tf.stack([key, 1]), alpha=alpha)
         lam = g1 / (g1 + g2)
         lx = tf.cast(tf.reshape(lam, [-1, 1, 1, 1]), x.dtype)
         ly = tf.cast(tf.reshape(lam, [-1, 1]), y.dtype)
         return lx * x + (1 - lx) * tf.reverse(x, [0]), ly * y + (1 - ly) * tf.reverse(y, [0])
 
-    return dataset.enumerate().map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+    return tf.data.Dataset.zip(keys, dataset).map(mix, num_parallel_calls=tf.data.AUTOTUNE)
