@@ -41,7 +41,14 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--warmup-epochs", type=int, default=2)
+    p.add_argument("--final-lr-ratio", type=float, default=0.01,
+                   help="the cosine schedule ends at this fraction of --lr")
     p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--erasing", type=float, default=0.0, metavar="P",
+                   help="random erasing with probability P, 0 = off")
+    p.add_argument("--ema", type=float, default=0.0, metavar="MOMENTUM",
+                   help="keep an exponential moving average of the weights (Keras "
+                        "optimizer use_ema) and end with it; 0 = off")
     p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
                    help="mixup with Beta(ALPHA, ALPHA) coefficients, 0 = off "
                         "(fervision.augmentation.mixup)")
@@ -84,16 +91,22 @@ def main(argv=None):
     steps = int(np.ceil(len(Xtr) / args.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=args.lr / 20, decay_steps=steps * (args.epochs - args.warmup_epochs),
-        warmup_target=args.lr, warmup_steps=steps * args.warmup_epochs, alpha=0.01,
+        warmup_target=args.lr, warmup_steps=steps * args.warmup_epochs,
+        alpha=args.final_lr_ratio,
     )
     with dtype_policy(args.precision):
         model = create_model(args.backbone, input_size=48, n_classes=len(classes),
-                             augmentation=build_augmentation(48, seed=args.seed))
+                             augmentation=build_augmentation(48, erasing=args.erasing,
+                                                          seed=args.seed))
         if args.init_from:
             start = keras.saving.load_model(args.init_from, safe_mode=True, compile=False)
             model.set_weights(start.get_weights())
         model.compile(
-            optimizer=keras.optimizers.AdamW(schedule, weight_decay=args.weight_decay),
+            # With use_ema, Keras's fit ends by writing the averaged weights into the
+            # model (optimizer.finalize_variable_values), so final.keras holds them.
+            optimizer=keras.optimizers.AdamW(
+                schedule, weight_decay=args.weight_decay, use_ema=args.ema > 0,
+                ema_momentum=args.ema or 0.99),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
             metrics=["accuracy"],
         )

@@ -62,3 +62,27 @@ def test_mixup_draws_new_coefficients_every_epoch():
     again = mixup(ds, 0.4, seed=5)
     np.testing.assert_array_equal([x.numpy() for x, _ in again][0], epoch1[0])
     np.testing.assert_array_equal([x.numpy() for x, _ in again][0], epoch2[0])
+
+
+def test_random_erasing_erases_in_training_only():
+    from fervision.augmentation import build_augmentation
+
+    X = np.full((32, 12, 12, 1), 0.5, dtype="float32")
+    only_erasing = dict(rotation=0, zoom=0, flip=False, brightness=0, contrast=0,
+                        translation=0, crop=0)
+    aug = build_augmentation(12, erasing=1.0, seed=0, **only_erasing)
+    assert [type(layer).__name__ for layer in aug.layers] == ["RandomErasing"]
+    out = np.asarray(aug(X, training=True))
+    changed = (out != X).reshape(len(X), -1).mean(axis=1)
+    # With probability 1 every image has a patch replaced, and only a patch.
+    assert (changed > 0).all() and (changed < 1).all()
+    np.testing.assert_array_equal(np.asarray(aug(X, training=False)), X)
+    assert not build_augmentation(12, seed=0, **only_erasing).layers
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.5])
+def test_random_erasing_rejects_bad_probability(p):
+    from fervision.augmentation import build_augmentation
+
+    with pytest.raises(ValueError, match="erasing"):
+        build_augmentation(12, erasing=p)

@@ -21,6 +21,7 @@ def build_augmentation(
     contrast: float = 0.1,
     translation: float = 0.1,
     crop: float = 0.1,
+    erasing: float = 0.0,
     seed: int | None = None,
     name: str = "augmentation",
 ) -> keras.Sequential:
@@ -45,6 +46,10 @@ def build_augmentation(
         Take a random square crop whose side is ``1 - crop`` of the image and resize it
         back to ``input_size`` (a random-resized crop); 0 disables it.  At inference
         Keras's ``RandomCrop`` passes the image through and the resize is a no-op.
+    erasing : float, default=0.0
+        Probability of random erasing (Zhong et al. 2020, Keras ``RandomErasing``): a
+        random rectangle of the image is replaced by noise, so the network cannot lean
+        on one facial region alone; 0 disables it.
     seed : int or None
         Seed for the random layers, for reproducible fits.
     name : str
@@ -83,6 +88,13 @@ def build_augmentation(
                                            seed=_seed(6), **kw))
     if contrast:
         aug.append(layers.RandomContrast(contrast, seed=_seed(7), **kw))
+    if erasing:
+        if not 0 < erasing <= 1:
+            raise ValueError(f"erasing must be a probability in (0, 1], got {erasing!r}")
+        # A (p, p) factor applies it with probability p exactly (a single float would
+        # draw the probability itself from [0, p]).
+        aug.append(layers.RandomErasing(factor=(erasing, erasing), value_range=(0.0, 1.0),
+                                        seed=_seed(8), **kw))
     return keras.Sequential(aug, name=name)
 
 
