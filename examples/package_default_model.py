@@ -146,6 +146,9 @@ def main(argv=None):
                    if not (run / f).is_file()]
         if missing:
             raise SystemExit(f"{run} is not a finished training run: no {', '.join(missing)}")
+    # Output folders too, before the minutes of work (a missing one failed at the save).
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.card).mkdir(parents=True, exist_ok=True)
 
     X, y = load_image_folder(Path(args.data) / "test")
     X_train, _ = load_image_folder(Path(args.data) / "train")

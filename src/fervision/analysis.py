@@ -3,7 +3,7 @@
 :func:`analyze` runs a :class:`~fervision.detection.FaceDetector` and an
 :class:`~fervision.classifier.EmotionClassifier` on an image; :func:`annotate` draws the
 result.  Without an explicit detector or classifier the defaults (``FaceDetector()`` and
-the bundled model with 2-view test-time augmentation, :func:`load_default_classifier`)
+the bundled model with two network passes per face, :func:`load_default_classifier`)
 are loaded once, on first use, and reused by
 every later call in the process (thread-safe).
 
