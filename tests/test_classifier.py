@@ -399,6 +399,8 @@ def test_save_load_roundtrip(data, tmp_path, labels):
     clf = _clf(batch_size=8).fit(X, y)
     path = clf.save(tmp_path / "m.keras")
     assert os.listdir(tmp_path) == ["m.keras"]  # no temp files left behind
+    if os.name == "posix":  # readable by others, like any file (mkstemp makes 0600)
+        assert path.stat().st_mode & 0o777 == 0o644
     meta = EmotionClassifier.read_metadata(path)
     assert meta["input_size"] == SIZE and meta["backbone"] == "mlp"
     assert meta["fervision_version"] == fervision.__version__

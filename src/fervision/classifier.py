@@ -940,6 +940,7 @@ class EmotionClassifier(KerasClassifier):
             self.model_.save(tmp)
             with zipfile.ZipFile(tmp, "a") as zf:
                 zf.writestr(METADATA_ENTRY, meta)
+            os.chmod(tmp, 0o644)  # mkstemp creates owner-only files; models are shared
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
