@@ -5,8 +5,12 @@ Reproduce with::
     python examples/train_default_model.py --data ../shared/data/fer2013 --out runs/default
 
 The run is resumable: kill it and start the same command again, and Keras's
-``BackupAndRestore`` continues from the last finished epoch.  Every epoch is also
-checkpointed to ``OUT/last.keras`` and logged to ``OUT/history.csv``.
+``BackupAndRestore`` continues from the last finished epoch (weights, optimizer state,
+learning-rate schedule).  Every epoch is also checkpointed to ``OUT/last.keras`` and
+logged to ``OUT/history.csv``.  Keras does not checkpoint random-number state, so a
+resumed run re-seeds shuffling and augmentation from ``(seed, resume epoch)``, recorded
+under ``"resumed"`` in ``OUT/args.json``: with the original seed it would replay the
+exact image order and augmentations of the run's first epochs.
 
 Training data is FER2013 ``train/`` (28,709 images); ``test/`` (PublicTest) is only
 used for validation curves and the reported figures, never for choosing weights: the
@@ -71,13 +75,44 @@ def dataset(X, y, batch_size, shuffle, seed, mixup_alpha=0.0):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def resume_epoch(out: Path) -> int:
+    """Epochs finished before an interruption (0 for a fresh run), as BackupAndRestore
+    recorded them."""
+    meta = out / "backup" / "training_metadata.json"
+    return int(json.loads(meta.read_text())["epoch"]) if meta.is_file() else 0
+
+
+def run_seed(seed: int, start_epoch: int) -> int:
+    """Seed of the random streams (shuffling, augmentation) from ``start_epoch`` on.
+
+    Their state is not in Keras's backup, so with ``seed`` itself a resumed run would
+    show the network the very images and augmentations of its first epochs again.
+    """
+    return seed if start_epoch == 0 else seed + 1000 * start_epoch
+
+
+def record_args(out: Path, args, start_epoch: int, seed: int) -> None:
+    """Write OUT/args.json, keeping the history of earlier resumptions."""
+    path = out / "args.json"
+    resumed = []
+    if start_epoch and path.is_file():
+        resumed = json.loads(path.read_text()).get("resumed", [])
+    if start_epoch:
+        resumed.append({"at_epoch": start_epoch, "seed": seed})
+    record = vars(args) | {"policy": resolve_precision(args.precision)}
+    if resumed:
+        record["resumed"] = resumed
+    path.write_text(json.dumps(record, indent=2))
+
+
 def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "args.json").write_text(json.dumps(vars(args) | {"policy": resolve_precision(
-        args.precision)}, indent=2))
-    keras.utils.set_random_seed(args.seed)
+    start_epoch = resume_epoch(out)
+    seed = run_seed(args.seed, start_epoch)
+    record_args(out, args, start_epoch, seed)
+    keras.utils.set_random_seed(seed)
 
     Xtr, ytr = load_image_folder(Path(args.data) / "train", max_per_class=args.limit)
     Xte, yte = load_image_folder(Path(args.data) / "test", max_per_class=args.limit)
@@ -97,7 +132,7 @@ def main(argv=None):
     with dtype_policy(args.precision):
         model = create_model(args.backbone, input_size=48, n_classes=len(classes),
                              augmentation=build_augmentation(48, erasing=args.erasing,
-                                                          seed=args.seed))
+                                                          seed=seed))
         if args.init_from:
             start = keras.saving.load_model(args.init_from, safe_mode=True, compile=False)
             model.set_weights(start.get_weights())
@@ -114,7 +149,7 @@ def main(argv=None):
               f"policy {keras.config.dtype_policy().name}")
         t0 = time.time()
         model.fit(
-            dataset(Xtr, Ytr, args.batch_size, True, args.seed, args.mixup),
+            dataset(Xtr, Ytr, args.batch_size, True, seed, args.mixup),
             validation_data=dataset(Xte, Yte, 256, False, None),
             epochs=args.epochs,
             callbacks=[

@@ -65,3 +65,44 @@ def test_plain_run_saves_the_last_weights(train_script, image_folders, tmp_path)
     last = keras.saving.load_model(out / "last.keras", safe_mode=True, compile=False)
     for a, b in zip(final.get_weights(), last.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_interrupted_run_resumes_with_fresh_random_streams(train_script, image_folders,
+                                                           tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    argv = ["--data", str(image_folders), "--out", str(out), "--epochs", "3",
+            "--batch-size", "4", "--warmup-epochs", "0", "--backbone", "fernet_tiny",
+            "--precision", "float32", "--seed", "7"]
+
+    class Interrupted(Exception):
+        pass
+
+    class StopAfterTwoEpochs(keras.callbacks.CSVLogger):
+        # CSVLogger is the script's last callback: the backup of the epoch is written
+        # when this raises, as after a kill between epochs.
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            if epoch == 1:
+                raise Interrupted
+
+    with monkeypatch.context() as m:
+        m.setattr(keras.callbacks, "CSVLogger", StopAfterTwoEpochs)
+        with pytest.raises(Interrupted):
+            train_script.main(argv)
+    assert train_script.resume_epoch(out) == 2
+    assert not (out / "final.keras").exists()
+
+    train_script.main(argv)
+    args = json.loads((out / "args.json").read_text())
+    # not seed 7 again: that would replay epoch 1's shuffling and augmentation
+    assert args["seed"] == 7 and args["resumed"] == [{"at_epoch": 2, "seed": 2007}]
+    history = (out / "history.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in history[1:]] == ["0", "1", "2"]
+    assert (out / "final.keras").is_file()
+    final = keras.saving.load_model(out / "final.keras", safe_mode=True, compile=False)
+    assert final.get_layer("augmentation").layers[0].seed == 2008  # build_augmentation: seed + 1
+
+
+def test_run_seed_is_the_given_seed_for_a_fresh_run(train_script):
+    assert train_script.run_seed(3, 0) == 3
+    assert len({train_script.run_seed(3, e) for e in range(1, 30)} | {3}) == 30

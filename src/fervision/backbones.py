@@ -103,6 +103,14 @@ def create_model(
     return keras.Model(inputs, outputs, name=name or f"fervision_{label}")
 
 
+def walk_layers(model):
+    """Every layer of ``model``, nested models' layers included (depth first)."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from walk_layers(layer)
+
+
 def average_models(models, *, name: str = "ensemble") -> keras.Model:
     """One Keras model that averages the class probabilities of trained models.
 

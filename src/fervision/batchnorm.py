@@ -15,6 +15,8 @@ import keras
 import numpy as np
 from tqdm.auto import tqdm
 
+from .backbones import walk_layers
+
 
 def recalibrate_batchnorm(model: keras.Model, X, *, batch_size: int = 256,
                           augmentation_layer: str | None = "augmentation",
@@ -46,7 +48,7 @@ def recalibrate_batchnorm(model: keras.Model, X, *, batch_size: int = 256,
     X = np.asarray(X)
     if len(X) == 0:
         raise ValueError("X is empty: BatchNorm statistics need at least one image")
-    bns = [layer for layer in _all_layers(model)
+    bns = [layer for layer in walk_layers(model)
            if isinstance(layer, keras.layers.BatchNormalization)]
     if not bns:
         return model
@@ -69,10 +71,3 @@ def recalibrate_batchnorm(model: keras.Model, X, *, batch_size: int = 256,
         for layer, momentum in zip(bns, momenta, strict=True):
             layer.momentum = momentum
     return model
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)

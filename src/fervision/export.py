@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .backbones import walk_layers
 from .tta import n_views, resolve_tta
 
 __all__ = ["FORMATS", "PREPROCESSING", "export_model", "inference_model", "metadata_path"]
@@ -150,7 +151,7 @@ def inference_model(model):
     """
     import keras
 
-    if any(layer.dtype_policy.name != "float32" for layer in _all_layers(model)):
+    if any(layer.dtype_policy.name != "float32" for layer in walk_layers(model)):
         model = _float32_copy(model)
     inputs = keras.Input(tuple(model.input_shape[1:]), dtype="float32", name="image")
     outputs = model(inputs, training=False)
@@ -158,13 +159,6 @@ def inference_model(model):
     # Keras's ONNX export refuses models that were never called.
     serving(np.zeros((1, *model.input_shape[1:]), dtype=np.float32))
     return serving
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _all_layers(layer)
 
 
 def _export_savedmodel(model, target: Path) -> None:

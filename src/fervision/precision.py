@@ -1,4 +1,4 @@
-"""Choosing the Keras dtype policy for training.
+"""Choosing the Keras dtype policy for training, and bfloat16-precision weights for storage.
 
 On CPUs with AMX or AVX512-BF16 oneDNN runs bfloat16 convolutions natively; on the
 2-core AMD EPYC (AVX512-BF16) we develop on, ``mixed_bfloat16`` trained the default
@@ -12,6 +12,10 @@ import functools
 from pathlib import Path
 
 import keras
+import ml_dtypes
+import numpy as np
+
+from .backbones import walk_layers
 
 _BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -72,3 +76,42 @@ def dtype_policy(precision: str = "auto"):
         yield
     finally:
         keras.config.set_dtype_policy(old)
+
+
+def round_weights_to_bfloat16(model: keras.Model, *, skip_batchnorm: bool = True) -> int:
+    """Round a model's float32 weights to the nearest bfloat16 value, in place.
+
+    The weights stay float32 (any CPU runs float32 compute), but each keeps only
+    bfloat16's 8-bit mantissa, so the low 16 bits of every value are zero and zip
+    (a wheel, a ``.keras`` archive) compresses the weight file to about half.  For a
+    network trained under ``mixed_bfloat16`` these are the very values its forward
+    passes used: the policy casts the float32 variables to bfloat16 before each layer.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Updated in place (nested models included).
+    skip_batchnorm : bool, default=True
+        Leave BatchNormalization's statistics and affine weights in full precision:
+        they are a tiny share of the bytes, and the moving variance, unlike the other
+        weights, was never cast to bfloat16 during training.
+
+    Returns
+    -------
+    int
+        Number of weight values rounded.
+    """
+    rounded = 0
+    skip = set()
+    if skip_batchnorm:
+        for layer in walk_layers(model):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                skip.update(id(v) for v in layer.weights)
+    for variable in model.weights:
+        if id(variable) in skip or keras.backend.standardize_dtype(variable.dtype) != "float32":
+            continue
+        value = np.asarray(keras.ops.convert_to_numpy(variable))
+        # ml_dtypes' cast rounds to nearest, ties to even (as the bfloat16 hardware does).
+        variable.assign(value.astype(ml_dtypes.bfloat16).astype(np.float32))
+        rounded += value.size
+    return rounded
