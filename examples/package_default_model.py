@@ -12,6 +12,10 @@ on FER2013 PublicTest with each test-time augmentation (none, flip, crops), and 
 (several runs: each is prepared and measured alone, then they are shipped as one model
 averaging their probabilities, :func:`fervision.backbones.average_models`):
 
+With ``--bfloat16-weights`` each member's weights are rounded to bfloat16 values
+(:func:`fervision.precision.round_weights_to_bfloat16`) before anything is measured, so
+the figures are those of the shipped weights, which take half the space in the wheel.
+
 * ``src/fervision/models/default.keras`` — the shipped model (no optimizer state);
 * ``docs/_static/model_card/`` — report.json/.md, confusion_matrix.png, summary.json,
   history.png (history-1.png ... for further members).
@@ -37,7 +41,7 @@ from fervision.backbones import average_models, create_model  # noqa: E402
 from fervision.batchnorm import recalibrate_batchnorm  # noqa: E402
 from fervision.datasets import load_image_folder  # noqa: E402
 from fervision.evaluation import evaluate, plot_history  # noqa: E402
-from fervision.precision import dtype_policy  # noqa: E402
+from fervision.precision import dtype_policy, round_weights_to_bfloat16  # noqa: E402
 from fervision.preprocessing import check_images  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +87,7 @@ def chained_history(chain: list[Path]) -> pd.DataFrame:
     return hist
 
 
-def load_member(run: Path, X, y, X_train):
+def load_member(run: Path, X, y, X_train, bfloat16_weights=False):
     """A run's final weights, BatchNorm recalibrated, float32, and what that changed."""
     # compile=False drops the optimizer state: the shipped file holds weights only.
     model = keras.saving.load_model(run / "final.keras", safe_mode=True, compile=False)
@@ -95,7 +99,10 @@ def load_member(run: Path, X, y, X_train):
           f"statistics: {acc_moving:.4f}")
     recalibrate_batchnorm(model, check_images(X_train, 48), progress=False)
     backbone = train_args["backbone"]
-    return as_float32(model, backbone, len(classes)), classes, acc_moving, backbone
+    model = as_float32(model, backbone, len(classes))
+    if bfloat16_weights:
+        round_weights_to_bfloat16(model)
+    return model, classes, acc_moving, backbone
 
 
 def measure(model, classes, backbone, X, y, label):
@@ -138,6 +145,8 @@ def main(argv=None):
     p.add_argument("--tta", choices=["auto", "none", "flip", "crops"], default="auto",
                    help="test-time augmentation to ship with; auto: the most accurate")
     p.add_argument("--out", default=str(ROOT / "src" / "fervision" / "models" / "default.keras"))
+    p.add_argument("--bfloat16-weights", action="store_true",
+                   help="ship weights rounded to bfloat16 values (half the wheel space)")
     p.add_argument("--card", default=str(ROOT / "docs" / "_static" / "model_card"))
     args = p.parse_args(argv)
     runs = [Path(r) for r in args.run]
@@ -152,7 +161,8 @@ def main(argv=None):
 
     X, y = load_image_folder(Path(args.data) / "test")
     X_train, _ = load_image_folder(Path(args.data) / "train")
-    loaded = [(run, *load_member(run, X, y, X_train)) for run in runs]
+    loaded = [(run, *load_member(run, X, y, X_train, args.bfloat16_weights))
+              for run in runs]
     if len({tuple(classes) for _, _, classes, _, _ in loaded}) != 1:
         raise SystemExit("the runs were trained on different class lists: " + "; ".join(
             f"{run}: {classes}" for run, _, classes, _, _ in loaded))
@@ -205,6 +215,7 @@ def main(argv=None):
         "macro_f1": {k: r[1].macro_f1 for k, r in results.items()},
         "evaluation_s": {k: round(r[2], 1) for k, r in results.items()},
         "parameters": int(model.count_params()),
+        "weights": "rounded to bfloat16 values" if args.bfloat16_weights else "float32",
         "members": records,
     }
     (card / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -106,3 +106,38 @@ def test_interrupted_run_resumes_with_fresh_random_streams(train_script, image_f
 def test_run_seed_is_the_given_seed_for_a_fresh_run(train_script):
     assert train_script.run_seed(3, 0) == 3
     assert len({train_script.run_seed(3, e) for e in range(1, 30)} | {3}) == 30
+
+
+def test_package_script_ships_an_ensemble_with_bfloat16_weights(train_script, image_folders,
+                                                                tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "package_default_model", ROOT / "examples" / "package_default_model.py")
+    package = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(package)
+    runs = []
+    for seed in (1, 2):
+        runs.append(tmp_path / f"run{seed}")
+        train_script.main(["--data", str(image_folders), "--out", str(runs[-1]),
+                           "--epochs", "1", "--batch-size", "4", "--warmup-epochs", "0",
+                           "--backbone", "fernet_tiny", "--precision", "float32",
+                           "--seed", str(seed)])
+    out, card = tmp_path / "pkg" / "default.keras", tmp_path / "card"
+    package.main(["--run", *map(str, runs), "--data", str(image_folders), "--out", str(out),
+                  "--card", str(card), "--tta", "flip", "--bfloat16-weights"])
+    summary = json.loads((card / "summary.json").read_text())
+    assert summary["weights"] == "rounded to bfloat16 values"
+    assert summary["shipped_tta"] == "flip" and len(summary["members"]) == 2
+    assert (card / "confusion_matrix.png").is_file() and (card / "history-1.png").is_file()
+
+    from fervision import EmotionClassifier
+
+    clf = EmotionClassifier.load(out)
+    assert list(clf.classes_) == ["happy", "sad", "surprise"]
+    model = clf.model_
+    assert len(model.weights) > 0
+    batchnorm = {id(v) for layer in model._flatten_layers()
+                 if isinstance(layer, keras.layers.BatchNormalization) for v in layer.weights}
+    for v in model.weights:
+        value = np.asarray(v)
+        if id(v) not in batchnorm and value.dtype == np.float32:
+            assert not (value.view(np.uint32) & 0xFFFF).any(), v.path
