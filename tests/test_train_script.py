@@ -6,6 +6,7 @@ import importlib.util
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 cv2 = pytest.importorskip("cv2")
@@ -141,3 +142,55 @@ def test_package_script_ships_an_ensemble_with_bfloat16_weights(train_script, im
         value = np.asarray(v)
         if id(v) not in batchnorm and value.dtype == np.float32:
             assert not (value.view(np.uint32) & 0xFFFF).any(), v.path
+
+
+def test_compare_ensembles_scores_runs_soups_and_their_means(train_script, image_folders,
+                                                             tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "compare_ensembles", ROOT / "examples" / "compare_ensembles.py")
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    runs = []
+    for seed in (1, 2):
+        runs.append(tmp_path / f"run{seed}")
+        train_script.main(["--data", str(image_folders), "--out", str(runs[-1]),
+                           "--epochs", "1", "--batch-size", "4", "--warmup-epochs", "0",
+                           "--backbone", "fernet_tiny", "--precision", "float32",
+                           "--seed", str(seed)])
+    out = tmp_path / "compare"
+    argv = ["--data", str(image_folders), "--out", str(out), "--member", str(runs[0]),
+            "--member", str(runs[1]), "--member", f"{runs[0]}+{runs[1]}"]
+    compare.main(argv)
+    table = pd.read_csv(out / "candidates.csv")
+    assert len(table) == 7  # every non-empty subset of three members
+    assert set(table["members"]) >= {"run1", "run2", "run1+run2", "run1 & run2 & run1+run2"}
+    assert table["accuracy_crops"].between(0, 1).all()
+    assert (out / "candidates.md").read_text().startswith("7 candidates from 3 members")
+
+    # A single member's row is that network's own accuracy with the crops views
+    from fervision import EmotionClassifier
+
+    model = keras.saving.load_model(runs[0] / "final.keras", safe_mode=True, compile=False)
+    X_train, _ = compare.load_image_folder(image_folders / "train")
+    compare.recalibrate_batchnorm(model, compare.check_images(X_train, 48), progress=False)
+    X, y = compare.load_image_folder(image_folders / "test")
+    clf = EmotionClassifier.from_keras_model(model, ["happy", "sad", "surprise"], tta="crops")
+    row = table.set_index("members").loc["run1"]
+    assert row["accuracy_crops"] == pytest.approx(clf.score(X, y))
+
+    # the soup really is the mean of the weights
+    soup, _, _ = compare.load_soup(runs)
+    first, second = (keras.saving.load_model(r / "final.keras", compile=False) for r in runs)
+    np.testing.assert_allclose(soup.get_weights()[0],
+                               (first.get_weights()[0] + second.get_weights()[0]) / 2,
+                               rtol=1e-6)
+
+    # probabilities are cached: a second call with a different member list reuses them
+    mtime = (out / "run1.npz").stat().st_mtime_ns
+    compare.main(argv[:8])  # the two runs, without the soup
+    assert (out / "run1.npz").stat().st_mtime_ns == mtime
+    assert len(pd.read_csv(out / "candidates.csv")) == 3
+
+    with pytest.raises(SystemExit, match="not a finished training run"):
+        compare.main(["--data", str(image_folders), "--out", str(out),
+                      "--member", str(tmp_path / "missing")])
