@@ -15,13 +15,17 @@ keras = pytest.importorskip("keras")
 from conftest import ROOT  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def train_script():
-    spec = importlib.util.spec_from_file_location(
-        "train_default_model", ROOT / "examples" / "train_default_model.py")
+def load_example(name):
+    """A script of examples/ as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def train_script():
+    return load_example("train_default_model")
 
 
 @pytest.fixture(scope="module")
@@ -109,19 +113,22 @@ def test_run_seed_is_the_given_seed_for_a_fresh_run(train_script):
     assert len({train_script.run_seed(3, e) for e in range(1, 30)} | {3}) == 30
 
 
-def test_package_script_ships_an_ensemble_with_bfloat16_weights(train_script, image_folders,
-                                                                tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "package_default_model", ROOT / "examples" / "package_default_model.py")
-    package = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(package)
-    runs = []
+@pytest.fixture(scope="module")
+def two_runs(train_script, image_folders, tmp_path_factory):
+    """Two finished one-epoch runs of the training script (seeds 1 and 2)."""
+    root = tmp_path_factory.mktemp("runs")
     for seed in (1, 2):
-        runs.append(tmp_path / f"run{seed}")
-        train_script.main(["--data", str(image_folders), "--out", str(runs[-1]),
+        train_script.main(["--data", str(image_folders), "--out", str(root / f"run{seed}"),
                            "--epochs", "1", "--batch-size", "4", "--warmup-epochs", "0",
                            "--backbone", "fernet_tiny", "--precision", "float32",
                            "--seed", str(seed)])
+    return [root / "run1", root / "run2"]
+
+
+def test_package_script_ships_an_ensemble_with_bfloat16_weights(two_runs, image_folders,
+                                                                tmp_path):
+    runs = two_runs
+    package = load_example("package_default_model")
     out, card = tmp_path / "pkg" / "default.keras", tmp_path / "card"
     package.main(["--run", *map(str, runs), "--data", str(image_folders), "--out", str(out),
                   "--card", str(card), "--tta", "flip", "--bfloat16-weights"])
@@ -144,19 +151,10 @@ def test_package_script_ships_an_ensemble_with_bfloat16_weights(train_script, im
             assert not (value.view(np.uint32) & 0xFFFF).any(), v.path
 
 
-def test_compare_ensembles_scores_runs_soups_and_their_means(train_script, image_folders,
+def test_compare_ensembles_scores_runs_soups_and_their_means(two_runs, image_folders,
                                                              tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "compare_ensembles", ROOT / "examples" / "compare_ensembles.py")
-    compare = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare)
-    runs = []
-    for seed in (1, 2):
-        runs.append(tmp_path / f"run{seed}")
-        train_script.main(["--data", str(image_folders), "--out", str(runs[-1]),
-                           "--epochs", "1", "--batch-size", "4", "--warmup-epochs", "0",
-                           "--backbone", "fernet_tiny", "--precision", "float32",
-                           "--seed", str(seed)])
+    runs = two_runs
+    compare = load_example("compare_ensembles")
     out = tmp_path / "compare"
     argv = ["--data", str(image_folders), "--out", str(out), "--member", str(runs[0]),
             "--member", str(runs[1]), "--member", f"{runs[0]}+{runs[1]}"]
