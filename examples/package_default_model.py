@@ -120,6 +120,14 @@ def measure(model, classes, backbone, X, y, label):
     return results
 
 
+def run_wall_s(run: Path) -> float | None:
+    """Wall time of a finished run over all its starts (older runs: their last start)."""
+    if not (run / "done.json").is_file():
+        return None
+    done = json.loads((run / "done.json").read_text())
+    return done.get("wall_s", done.get("wall_s_this_run"))
+
+
 def run_record(run: Path, acc_moving, results):
     """Provenance of one member: every run of its warm-restart chain, oldest first."""
     chain = run_chain(run)
@@ -130,7 +138,7 @@ def run_record(run: Path, acc_moving, results):
         "accuracy": {k: r[1].accuracy for k, r in results.items()},
         "macro_f1": {k: r[1].macro_f1 for k, r in results.items()},
         "runs": [{"args": json.loads((r / "args.json").read_text()),
-                  "wall_s": json.loads((r / "done.json").read_text()).get("wall_s_this_run")
+                  "wall_s": run_wall_s(r)
                   if (r / "done.json").is_file() else None,
                   "epochs_logged": int((history["run"] == i).sum())}
                  for i, r in enumerate(chain)],

@@ -7,7 +7,8 @@ Reproduce with::
 The run is resumable: kill it and start the same command again, and Keras's
 ``BackupAndRestore`` continues from the last finished epoch (weights, optimizer state,
 learning-rate schedule).  Every epoch is also checkpointed to ``OUT/last.keras`` and
-logged to ``OUT/history.csv``.  Keras does not checkpoint random-number state, so a
+logged to ``OUT/history.csv``; ``OUT/wall.json`` sums the wall time over resumptions
+(``done.json`` gets the total at the end).  Keras does not checkpoint random-number state, so a
 resumed run re-seeds shuffling and augmentation from ``(seed, resume epoch)``, recorded
 under ``"resumed"`` in ``OUT/args.json``: with the original seed it would replay the
 exact image order and augmentations of the run's first epochs.
@@ -105,6 +106,28 @@ def record_args(out: Path, args, start_epoch: int, seed: int) -> None:
     path.write_text(json.dumps(record, indent=2))
 
 
+class WallClock(keras.callbacks.Callback):
+    """Keep ``OUT/wall.json`` at the wall time of the epochs finished so far, summed
+    over every start of the run (an interrupted epoch, redone after the resume, counts
+    once)."""
+
+    def __init__(self, path: Path, resumed: bool):
+        super().__init__()
+        self.path = path
+        self.before = 0.0
+        if resumed and path.is_file():
+            self.before = json.loads(path.read_text())["wall_s"]
+
+    def on_train_begin(self, logs=None):
+        self.t0 = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.path.write_text(json.dumps({"wall_s": self.total(), "epochs": epoch + 1}))
+
+    def total(self) -> float:
+        return self.before + time.time() - self.t0
+
+
 def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out)
@@ -148,11 +171,13 @@ def main(argv=None):
         print(f"{model.name}: {model.count_params():,} parameters, "
               f"policy {keras.config.dtype_policy().name}")
         t0 = time.time()
+        wall = WallClock(out / "wall.json", resumed=start_epoch > 0)
         model.fit(
             dataset(Xtr, Ytr, args.batch_size, True, seed, args.mixup),
             validation_data=dataset(Xte, Yte, 256, False, None),
             epochs=args.epochs,
             callbacks=[
+                wall,
                 keras.callbacks.BackupAndRestore(str(out / "backup")),
                 keras.callbacks.ModelCheckpoint(str(out / "last.keras")),
                 keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
@@ -160,7 +185,8 @@ def main(argv=None):
             verbose=2,
         )
         model.save(out / "final.keras")
-    (out / "done.json").write_text(json.dumps({"wall_s_this_run": time.time() - t0}))
+    (out / "done.json").write_text(json.dumps({"wall_s_this_run": time.time() - t0,
+                                               "wall_s": wall.total()}))
     print(f"saved {out / 'final.keras'}")
 
 

@@ -96,6 +96,8 @@ def test_interrupted_run_resumes_with_fresh_random_streams(train_script, image_f
             train_script.main(argv)
     assert train_script.resume_epoch(out) == 2
     assert not (out / "final.keras").exists()
+    first = json.loads((out / "wall.json").read_text())
+    assert first["epochs"] == 2 and first["wall_s"] > 0
 
     train_script.main(argv)
     args = json.loads((out / "args.json").read_text())
@@ -104,6 +106,12 @@ def test_interrupted_run_resumes_with_fresh_random_streams(train_script, image_f
     history = (out / "history.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in history[1:]] == ["0", "1", "2"]
     assert (out / "final.keras").is_file()
+    # wall time over both starts: the first one's two epochs plus this one's
+    done = json.loads((out / "done.json").read_text())
+    assert json.loads((out / "wall.json").read_text())["epochs"] == 3
+    assert done["wall_s"] > first["wall_s"]
+    assert done["wall_s"] == pytest.approx(first["wall_s"] + done["wall_s_this_run"], abs=1.0)
+    assert load_example("package_default_model").run_wall_s(out) == done["wall_s"]
     final = keras.saving.load_model(out / "final.keras", safe_mode=True, compile=False)
     assert final.get_layer("augmentation").layers[0].seed == 2008  # build_augmentation: seed + 1
 
