@@ -63,9 +63,14 @@ def test_ema_run_ends_with_averaged_weights(train_script, image_folders, tmp_pat
 
 def test_plain_run_saves_the_last_weights(train_script, image_folders, tmp_path):
     out = tmp_path / "run"
+    out.mkdir()
+    # left by an earlier, finished run in the same folder: a fresh run starts from zero
+    (out / "wall.json").write_text(json.dumps({"wall_s": 1e6, "epochs": 30}))
     train_script.main(["--data", str(image_folders), "--out", str(out), "--epochs", "1",
                        "--batch-size", "4", "--warmup-epochs", "0", "--backbone", "fernet_tiny",
                        "--precision", "float32"])
+    done = json.loads((out / "done.json").read_text())
+    assert done["wall_s"] == pytest.approx(done["wall_s_this_run"], abs=1.0)
     final = keras.saving.load_model(out / "final.keras", safe_mode=True, compile=False)
     last = keras.saving.load_model(out / "last.keras", safe_mode=True, compile=False)
     for a, b in zip(final.get_weights(), last.get_weights(), strict=True):
