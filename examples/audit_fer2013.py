@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,20 +26,9 @@ from PIL import Image
 
 from fervision.audit import audit, hamming_pairs, phash
 from fervision.datasets import load_image_folder
+from fervision.files import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _save_atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; these are for the docs
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _small_png(fig: Figure, gray: bool):
@@ -95,12 +82,12 @@ def main(argv=None) -> None:
     print(f"audit took {elapsed:.1f} s")
 
     summary = {**report.summary(), "seconds": round(elapsed, 1)}
-    _save_atomic(args.out / "summary.json",
+    atomic_write(args.out / "summary.json",
                  lambda fh: fh.write(json.dumps(summary, indent=2).encode()))
     fig = report.plot(n_pairs=8)
-    _save_atomic(args.out / "overview.png", _small_png(fig, gray=False))
+    atomic_write(args.out / "overview.png", _small_png(fig, gray=False))
     fig = distance_examples(args.data)
-    _save_atomic(args.out / "distance_examples.png", _small_png(fig, gray=True))
+    atomic_write(args.out / "distance_examples.png", _small_png(fig, gray=True))
     print(f"figures and summary written to {args.out}")
 
 

@@ -34,10 +34,23 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from fervision.batchnorm import recalibrate_batchnorm
 from fervision.datasets import load_image_folder
+from fervision.files import atomic_write
 from fervision.preprocessing import check_images
 from fervision.tta import tta_views
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_package_script():
+    spec = importlib.util.spec_from_file_location(
+        "package_default_model", Path(__file__).with_name("package_default_model.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: examples/package_default_model.py: how a shipped network is checked and prepared.
+PACKAGE = _load_package_script()
 VIEWS = {"none": 1, "flip": 2, "crops": 12}  # tta_views yields image, mirror, crops...
 
 
@@ -49,10 +62,7 @@ def member_name(spec: str) -> str:
 def load_soup(runs: list[Path]) -> tuple[keras.Model, list[str], str]:
     """The runs' final weights averaged element-wise (one run: its own weights)."""
     for run in runs:
-        missing = [f for f in ("final.keras", "classes.json", "args.json")
-                   if not (run / f).is_file()]
-        if missing:
-            raise SystemExit(f"{run} is not a finished training run: no {', '.join(missing)}")
+        PACKAGE.check_finished_run(run)
     classes = [json.loads((r / "classes.json").read_text()) for r in runs]
     if any(c != classes[0] for c in classes):
         raise SystemExit(f"{' + '.join(map(str, runs))}: runs trained on different classes")
@@ -71,15 +81,6 @@ def load_soup(runs: list[Path]) -> tuple[keras.Model, list[str], str]:
     return model, classes[0], backbone
 
 
-def _package_script():
-    """examples/package_default_model.py: how a shipped network is prepared."""
-    spec = importlib.util.spec_from_file_location(
-        "package_default_model", Path(__file__).with_name("package_default_model.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def markdown(table: pd.DataFrame) -> str:
     cells = [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
              for row in table.itertuples(index=False)]
@@ -89,16 +90,20 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def view_probabilities(spec: str, X_test, X_train, cache: Path):
-    """(12, N, K) softmax outputs of one prepared member on the crops views."""
+    """(12, N, K) softmax outputs of one prepared member on the crops views.
+
+    Cached in ``cache``, written whole or not at all, so an interrupted run never
+    leaves a truncated file that the next one would trust.
+    """
     if cache.is_file():
         with np.load(cache) as f:
             return f["probs"], list(f["classes"])
     model, classes, backbone = load_soup([Path(p) for p in spec.split("+")])
     recalibrate_batchnorm(model, X_train, progress=True)
-    model = _package_script().as_float32(model, backbone, len(classes))
+    model = PACKAGE.as_float32(model, backbone, len(classes))
     probs = np.stack([model.predict(view, batch_size=256, verbose=0)
                       for view in tta_views(X_test, "crops")])
-    np.savez(cache, probs=probs, classes=np.array(classes))
+    atomic_write(cache, lambda fh: np.savez(fh, probs=probs, classes=np.array(classes)))
     return probs, classes
 
 
@@ -106,11 +111,13 @@ def score_combinations(probs: dict[str, np.ndarray], y: np.ndarray) -> pd.DataFr
     """Accuracy and macro-F1 of the probability mean of every non-empty subset."""
     rows = []
     names = list(probs)
+    # each member's TTA means once, not once per subset it belongs to
+    means = {(m, tta): probs[m][:n].mean(axis=0) for m in names for tta, n in VIEWS.items()}
     for k in range(1, len(names) + 1):
         for combo in itertools.combinations(names, k):
             row = {"members": " & ".join(combo), "networks": k}
-            for tta, n in VIEWS.items():
-                p = np.mean([probs[m][:n].mean(axis=0) for m in combo], axis=0)
+            for tta in VIEWS:
+                p = np.mean([means[m, tta] for m in combo], axis=0)
                 pred = p.argmax(axis=1)
                 row[f"accuracy_{tta}"] = accuracy_score(y, pred)
                 row[f"macro_f1_{tta}"] = f1_score(y, pred, average="macro")
@@ -148,10 +155,10 @@ def main(argv=None):
     index = {c: i for i, c in enumerate(classes)}
     table = score_combinations(probs, np.array([index[c] for c in y]))
     table = table.sort_values("accuracy_crops", ascending=False, kind="stable")
-    table.to_csv(out / "candidates.csv", index=False)
-    (out / "candidates.md").write_text(
+    atomic_write(out / "candidates.csv", lambda fh: table.to_csv(fh, index=False))
+    atomic_write(out / "candidates.md", lambda fh: fh.write((
         f"{len(table)} candidates from {len(names)} members on {len(y)} PublicTest images\n\n"
-        + markdown(table))
+        + markdown(table)).encode()))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 

@@ -61,6 +61,14 @@ def as_float32(model, backbone, n_classes):
     return clean
 
 
+def check_finished_run(run: Path) -> None:
+    """Exit naming the run and the files it lacks unless train_default_model finished it."""
+    missing = [f for f in ("final.keras", "classes.json", "args.json")
+               if not (run / f).is_file()]
+    if missing:
+        raise SystemExit(f"{run} is not a finished training run: no {', '.join(missing)}")
+
+
 def run_chain(run: Path) -> list[Path]:
     """The run and the runs it was warm-started from (``--init-from``), oldest first."""
     chain = [run]
@@ -138,8 +146,7 @@ def run_record(run: Path, acc_moving, results):
         "accuracy": {k: r[1].accuracy for k, r in results.items()},
         "macro_f1": {k: r[1].macro_f1 for k, r in results.items()},
         "runs": [{"args": json.loads((r / "args.json").read_text()),
-                  "wall_s": run_wall_s(r)
-                  if (r / "done.json").is_file() else None,
+                  "wall_s": run_wall_s(r),
                   "epochs_logged": int((history["run"] == i).sum())}
                  for i, r in enumerate(chain)],
     }
@@ -159,10 +166,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     runs = [Path(r) for r in args.run]
     for run in runs:  # before the minutes of loading and measuring
-        missing = [f for f in ("final.keras", "classes.json", "args.json")
-                   if not (run / f).is_file()]
-        if missing:
-            raise SystemExit(f"{run} is not a finished training run: no {', '.join(missing)}")
+        check_finished_run(run)
     # Output folders too, before the minutes of work (a missing one failed at the save).
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.card).mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ import tensorflow as tf
 from fervision.augmentation import build_augmentation, mixup
 from fervision.backbones import create_model
 from fervision.datasets import load_image_folder
+from fervision.files import atomic_write
 from fervision.precision import dtype_policy, resolve_precision
 from fervision.preprocessing import check_images
 
@@ -103,7 +104,12 @@ def record_args(out: Path, args, start_epoch: int, seed: int) -> None:
     record = vars(args) | {"policy": resolve_precision(args.precision)}
     if resumed:
         record["resumed"] = resumed
-    path.write_text(json.dumps(record, indent=2))
+    write_json(path, record)
+
+
+def write_json(path: Path, obj) -> None:
+    # whole or not at all: a resumed run reads args.json and wall.json back
+    atomic_write(path, lambda fh: fh.write(json.dumps(obj, indent=2).encode()))
 
 
 class WallClock(keras.callbacks.Callback):
@@ -122,10 +128,13 @@ class WallClock(keras.callbacks.Callback):
         self.t0 = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.path.write_text(json.dumps({"wall_s": self.total(), "epochs": epoch + 1}))
+        write_json(self.path, {"wall_s": self.total(), "epochs": epoch + 1})
+
+    def this_start(self) -> float:
+        return time.time() - self.t0
 
     def total(self) -> float:
-        return self.before + time.time() - self.t0
+        return self.before + self.this_start()
 
 
 def main(argv=None):
@@ -144,7 +153,7 @@ def main(argv=None):
     Ytr = keras.utils.to_categorical([index[c] for c in ytr], len(classes))
     Yte = keras.utils.to_categorical([index[c] for c in yte], len(classes))
     Xtr, Xte = check_images(Xtr, 48), check_images(Xte, 48)
-    (out / "classes.json").write_text(json.dumps(classes))
+    write_json(out / "classes.json", classes)
 
     steps = int(np.ceil(len(Xtr) / args.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -170,7 +179,6 @@ def main(argv=None):
         )
         print(f"{model.name}: {model.count_params():,} parameters, "
               f"policy {keras.config.dtype_policy().name}")
-        t0 = time.time()
         wall = WallClock(out / "wall.json", resumed=start_epoch > 0)
         model.fit(
             dataset(Xtr, Ytr, args.batch_size, True, seed, args.mixup),
@@ -185,8 +193,8 @@ def main(argv=None):
             verbose=2,
         )
         model.save(out / "final.keras")
-    (out / "done.json").write_text(json.dumps({"wall_s_this_run": time.time() - t0,
-                                               "wall_s": wall.total()}))
+    write_json(out / "done.json", {"wall_s_this_run": wall.this_start(),
+                                   "wall_s": wall.total()})
     print(f"saved {out / 'final.keras'}")
 
 

@@ -6,8 +6,9 @@ import zipfile
 import keras
 import ml_dtypes
 import numpy as np
+import pytest
 
-from fervision.backbones import average_models, create_model
+from fervision.backbones import average_models, create_model, walk_layers
 from fervision.precision import round_weights_to_bfloat16
 
 
@@ -17,7 +18,7 @@ def _model(seed):
 
 
 def _batchnorm_ids(model):
-    return {id(v) for layer in model._flatten_layers()
+    return {id(v) for layer in walk_layers(model)
             if isinstance(layer, keras.layers.BatchNormalization) for v in layer.weights}
 
 
@@ -41,6 +42,11 @@ def test_rounds_to_nearest_bfloat16_and_keeps_float32():
         np.testing.assert_allclose(new, old, rtol=2.0**-8, atol=0)
         changed += int((new != old).sum())
     assert changed > 0  # random float32 weights are almost never bfloat16 already
+
+
+def test_rejects_what_is_not_a_keras_model():
+    with pytest.raises(TypeError, match="keras.Model, got list"):
+        round_weights_to_bfloat16([np.zeros(3, np.float32)])
 
 
 def test_nested_members_of_an_ensemble_are_rounded():

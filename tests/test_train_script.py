@@ -151,12 +151,13 @@ def test_package_script_ships_an_ensemble_with_bfloat16_weights(two_runs, image_
     assert (card / "confusion_matrix.png").is_file() and (card / "history-1.png").is_file()
 
     from fervision import EmotionClassifier
+    from fervision.backbones import walk_layers
 
     clf = EmotionClassifier.load(out)
     assert list(clf.classes_) == ["happy", "sad", "surprise"]
     model = clf.model_
     assert len(model.weights) > 0
-    batchnorm = {id(v) for layer in model._flatten_layers()
+    batchnorm = {id(v) for layer in walk_layers(model)
                  if isinstance(layer, keras.layers.BatchNormalization) for v in layer.weights}
     for v in model.weights:
         value = np.asarray(v)
@@ -202,6 +203,67 @@ def test_compare_ensembles_scores_runs_soups_and_their_means(two_runs, image_fol
     assert (out / "run1.npz").stat().st_mtime_ns == mtime
     assert len(pd.read_csv(out / "candidates.csv")) == 3
 
+    # a soup of networks that differ is refused, naming both runs
+    other = tmp_path / "wide"
+    other.mkdir()
+    for f in ("classes.json", "args.json"):
+        (other / f).write_text((runs[0] / f).read_text())
+    keras.utils.set_random_seed(0)
+    from fervision.backbones import create_model
+
+    create_model("cnn", input_size=48, n_classes=3).save(other / "final.keras")
+    with pytest.raises(SystemExit, match=f"{other} and {runs[0]} have different"):
+        compare.load_soup([runs[0], other])
+
     with pytest.raises(SystemExit, match="not a finished training run"):
         compare.main(["--data", str(image_folders), "--out", str(out),
                       "--member", str(tmp_path / "missing")])
+
+
+def test_unpacked_default_model_is_a_set_of_runs_the_scripts_take_again(
+        two_runs, train_script, image_folders, tmp_path):
+    # a member with a warm-restart chain: run3 continues run1
+    run3 = tmp_path / "runs" / "run3"
+    train_script.main(["--data", str(image_folders), "--out", str(run3), "--epochs", "1",
+                       "--batch-size", "4", "--warmup-epochs", "0", "--backbone",
+                       "fernet_tiny", "--precision", "float32", "--seed", "3",
+                       "--init-from", str(two_runs[0] / "final.keras")])
+    package, unpack = load_example("package_default_model"), load_example("unpack_default_model")
+    model, card = tmp_path / "default.keras", tmp_path / "card"
+    package.main(["--run", str(run3), str(two_runs[1]), "--data", str(image_folders),
+                  "--out", str(model), "--card", str(card), "--tta", "none"])
+
+    out = tmp_path / "unpacked"
+    unpack.main(["--model", str(model), "--card", str(card), "--out", str(out)])
+    assert sorted(p.name for p in out.iterdir()) == ["run1", "run2", "run3"]
+    assert not (out / "run1" / "final.keras").exists()  # only shipped networks come back
+    args = json.loads((out / "run3" / "args.json").read_text())
+    assert args["init_from"] == str(out / "run1" / "final.keras")
+    assert args["restored_from"] == str(model) and args["seed"] == 3
+    assert json.loads((out / "run2" / "classes.json").read_text()) == ["happy", "sad",
+                                                                        "surprise"]
+    pd.testing.assert_frame_equal(pd.read_csv(out / "run3" / "history.csv"),
+                                  pd.read_csv(run3 / "history.csv"), check_exact=False)
+
+    shipped = keras.saving.load_model(model, safe_mode=True, compile=False)
+    for i, run in enumerate(("run3", "run2")):
+        net = keras.saving.load_model(out / run / "final.keras", safe_mode=True, compile=False)
+        for a, b in zip(net.get_weights(), shipped.get_layer(f"member_{i}").get_weights(),
+                        strict=True):
+            np.testing.assert_array_equal(a, b)
+
+    # package_default_model follows the restored chain and ships the same model again
+    again = tmp_path / "again.keras"
+    package.main(["--run", str(out / "run3"), str(out / "run2"), "--data",
+                  str(image_folders), "--out", str(again), "--card", str(tmp_path / "card2"),
+                  "--tta", "none"])
+    summary = json.loads((tmp_path / "card2" / "summary.json").read_text())
+    assert [len(m["runs"]) for m in summary["members"]] == [2, 1]
+    from fervision import EmotionClassifier
+
+    X, _ = package.load_image_folder(image_folders / "test")
+    np.testing.assert_allclose(EmotionClassifier.load(again).predict_proba(X),
+                               EmotionClassifier.load(model).predict_proba(X), atol=1e-5)
+
+    with pytest.raises(SystemExit, match="not overwriting"):
+        unpack.main(["--model", str(model), "--card", str(card), "--out", str(out)])

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from sklearn.metrics import (
 )
 from sklearn.utils.multiclass import unique_labels
 
+from .files import atomic_write
 from .labels import EMOTIONS
 
 _NORMALIZE = (None, "true", "pred", "all")
@@ -153,28 +153,15 @@ class EvaluationReport:
             "markdown": directory / "report.md",
             "confusion_matrix": directory / "confusion_matrix.png",
         }
-        _atomic_write(paths["json"],
+        atomic_write(paths["json"],
                       lambda fh: fh.write(json.dumps(self.to_dict(), indent=2).encode()))
-        _atomic_write(paths["markdown"],
+        atomic_write(paths["markdown"],
                       lambda fh: fh.write(("# Evaluation report\n\n" + self.to_markdown())
                                           .encode()))
         fig = self.plot_confusion_matrix()
-        _atomic_write(paths["confusion_matrix"],
+        atomic_write(paths["confusion_matrix"],
                       lambda fh: fig.savefig(fh, format="png", dpi=120, bbox_inches="tight"))
         return paths
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(binary_file)`` on a temp file next to ``path``, then rename it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.chmod(tmp, 0o644)  # mkstemp creates owner-only files; reports are shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------- public functions

@@ -101,6 +101,8 @@ def round_weights_to_bfloat16(model: keras.Model, *, skip_batchnorm: bool = True
     int
         Number of weight values rounded.
     """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
     rounded = 0
     skip = set()
     if skip_batchnorm:
