@@ -98,8 +98,10 @@ def view_probabilities(spec: str, X_test, X_train, cache: Path):
     if cache.is_file():
         with np.load(cache) as f:
             return f["probs"], list(f["classes"])
-    model, classes, backbone = load_soup([Path(p) for p in spec.split("+")])
-    recalibrate_batchnorm(model, X_train, progress=True)
+    runs = [Path(p) for p in spec.split("+")]
+    model, classes, backbone = load_soup(runs)
+    if not (len(runs) == 1 and PACKAGE.is_restored(runs[0])):  # a soup has new weights
+        recalibrate_batchnorm(model, X_train, progress=True)
     model = PACKAGE.as_float32(model, backbone, len(classes))
     probs = np.stack([model.predict(view, batch_size=256, verbose=0)
                       for view in tta_views(X_test, "crops")])

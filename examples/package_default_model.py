@@ -95,17 +95,36 @@ def chained_history(chain: list[Path]) -> pd.DataFrame:
     return hist
 
 
+def is_restored(run: Path) -> bool:
+    """Whether ``run`` was restored from a packaged model (unpack_default_model.py).
+
+    Its ``final.keras`` is a network as shipped: BatchNorm already recalibrated, float32.
+    Recalibrating it again (now in float32, where the original pass ran under the
+    training's bfloat16 policy) would move its figures by a few images, so it is used
+    as it is.
+    """
+    return "restored_from" in json.loads((run / "args.json").read_text())
+
+
 def load_member(run: Path, X, y, X_train, bfloat16_weights=False):
-    """A run's final weights, BatchNorm recalibrated, float32, and what that changed."""
+    """A run's final weights, BatchNorm recalibrated, float32, and what that changed.
+
+    The accuracy with the training's moving BatchNorm statistics is None for a
+    restored run (:func:`is_restored`), whose file no longer has them.
+    """
     # compile=False drops the optimizer state: the shipped file holds weights only.
     model = keras.saving.load_model(run / "final.keras", safe_mode=True, compile=False)
     classes = json.loads((run / "classes.json").read_text())
     train_args = json.loads((run / "args.json").read_text())
-    before = EmotionClassifier.from_keras_model(model, classes, input_size=48)
-    acc_moving = evaluate(before, X, y).accuracy
-    print(f"{run}: PublicTest accuracy with the training run's moving BatchNorm "
-          f"statistics: {acc_moving:.4f}")
-    recalibrate_batchnorm(model, check_images(X_train, 48), progress=False)
+    acc_moving = None
+    if is_restored(run):
+        print(f"{run}: restored from {train_args['restored_from']}, used as shipped")
+    else:
+        before = EmotionClassifier.from_keras_model(model, classes, input_size=48)
+        acc_moving = evaluate(before, X, y).accuracy
+        print(f"{run}: PublicTest accuracy with the training run's moving BatchNorm "
+              f"statistics: {acc_moving:.4f}")
+        recalibrate_batchnorm(model, check_images(X_train, 48), progress=False)
     backbone = train_args["backbone"]
     model = as_float32(model, backbone, len(classes))
     if bfloat16_weights:

@@ -14,8 +14,8 @@ take the shipped members next to new runs, with their provenance intact.
 
 A restored run's ``args.json`` says so (``restored_from``); its ``final.keras`` is the
 shipped network, not the file its training wrote (which still had the training's moving
-BatchNorm statistics), so re-packaging it reports the recalibrated accuracy as the
-"before recalibration" figure.  Existing files are never overwritten.
+BatchNorm statistics), so the other scripts use it as it is: no second BatchNorm
+recalibration, no "before recalibration" figure.  Existing files are never overwritten.
 """
 
 from __future__ import annotations
