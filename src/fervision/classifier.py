@@ -300,8 +300,8 @@ class EmotionClassifier(KerasClassifier):
     tta : bool or {"flip", "crops"}, default=False
         Test-time augmentation (:mod:`fervision.tta`): ``True``/``"flip"`` averages
         ``predict_proba`` over the image and its mirror; ``"crops"`` also over the four
-        corner and the centre 90 % crops and their mirrors (12 views: 69.71 % against
-        67.04 % on FER2013 PublicTest for the default model, at about 6x the batched
+        corner and the centre 90 % crops and their mirrors (12 views: 70.05 % against
+        67.40 % on FER2013 PublicTest for the default model, at about 6x the batched
         inference cost of ``"flip"``).
     precise_bn : bool, default=True
         After training, replace the BatchNorm layers' moving averages by exact
