@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from PIL import Image
 
 from fervision.audit import audit, hamming_pairs, phash
 from fervision.datasets import load_image_folder
-from fervision.files import atomic_write
+from fervision.files import atomic_write, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,8 +81,7 @@ def main(argv=None) -> None:
     print(f"audit took {elapsed:.1f} s")
 
     summary = {**report.summary(), "seconds": round(elapsed, 1)}
-    atomic_write(args.out / "summary.json",
-                 lambda fh: fh.write(json.dumps(summary, indent=2).encode()))
+    write_json(args.out / "summary.json", summary)
     fig = report.plot(n_pairs=8)
     atomic_write(args.out / "overview.png", _small_png(fig, gray=False))
     fig = distance_examples(args.data)

@@ -32,7 +32,6 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 
-from fervision.batchnorm import recalibrate_batchnorm
 from fervision.datasets import load_image_folder
 from fervision.files import atomic_write
 from fervision.preprocessing import check_images
@@ -100,9 +99,8 @@ def view_probabilities(spec: str, X_test, X_train, cache: Path):
             return f["probs"], list(f["classes"])
     runs = [Path(p) for p in spec.split("+")]
     model, classes, backbone = load_soup(runs)
-    if not (len(runs) == 1 and PACKAGE.is_restored(runs[0])):  # a soup has new weights
-        recalibrate_batchnorm(model, X_train, progress=True)
-    model = PACKAGE.as_float32(model, backbone, len(classes))
+    model = PACKAGE.prepare_network(model, runs, X_train, backbone, len(classes),
+                                    progress=True)
     probs = np.stack([model.predict(view, batch_size=256, verbose=0)
                       for view in tta_views(X_test, "crops")])
     atomic_write(cache, lambda fh: np.savez(fh, probs=probs, classes=np.array(classes)))

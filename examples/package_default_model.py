@@ -41,6 +41,7 @@ from fervision.backbones import average_models, create_model  # noqa: E402
 from fervision.batchnorm import recalibrate_batchnorm  # noqa: E402
 from fervision.datasets import load_image_folder  # noqa: E402
 from fervision.evaluation import evaluate, plot_history  # noqa: E402
+from fervision.files import atomic_write, write_json  # noqa: E402
 from fervision.precision import dtype_policy, round_weights_to_bfloat16  # noqa: E402
 from fervision.preprocessing import check_images  # noqa: E402
 
@@ -106,6 +107,18 @@ def is_restored(run: Path) -> bool:
     return "restored_from" in json.loads((run / "args.json").read_text())
 
 
+def prepare_network(model, runs: list[Path], X_train, backbone, n_classes, progress=False):
+    """A trained network (one run's, or a soup of runs') made ready to ship.
+
+    BatchNorm statistics recomputed on ``X_train`` (un-augmented training images), then
+    copied into a float32 model.  One restored run (:func:`is_restored`) is ready as it
+    is and skips the recalibration; a soup always needs it (its weights are new).
+    """
+    if not (len(runs) == 1 and is_restored(runs[0])):
+        recalibrate_batchnorm(model, check_images(X_train, 48), progress=progress)
+    return as_float32(model, backbone, n_classes)
+
+
 def load_member(run: Path, X, y, X_train, bfloat16_weights=False):
     """A run's final weights, BatchNorm recalibrated, float32, and what that changed.
 
@@ -124,9 +137,8 @@ def load_member(run: Path, X, y, X_train, bfloat16_weights=False):
         acc_moving = evaluate(before, X, y).accuracy
         print(f"{run}: PublicTest accuracy with the training run's moving BatchNorm "
               f"statistics: {acc_moving:.4f}")
-        recalibrate_batchnorm(model, check_images(X_train, 48), progress=False)
     backbone = train_args["backbone"]
-    model = as_float32(model, backbone, len(classes))
+    model = prepare_network(model, [run], X_train, backbone, len(classes))
     if bfloat16_weights:
         round_weights_to_bfloat16(model)
     return model, classes, acc_moving, backbone
@@ -224,9 +236,8 @@ def main(argv=None):
     assert (reloaded.predict(X[:64]) == clf.predict(X[:64])).all()
 
     card = Path(args.card)
-    card.mkdir(parents=True, exist_ok=True)
-    for old in card.glob("history*.png"):
-        old.unlink()
+    for old in [*card.glob("history*.png"), *card.glob("history*.csv")]:
+        old.unlink()  # a previous model's members
     report.save(card)
     for i, history in enumerate(histories):
         fig = plot_history({k: history[k].tolist() for k in history.columns
@@ -236,9 +247,11 @@ def main(argv=None):
                 ax.axvline(boundary + 0.5, color="grey", lw=0.8, ls=":")
         if len(histories) > 1:
             fig.suptitle(f"member {i}: {runs[i].name}")
-        fig.savefig(card / ("history.png" if i == 0 else f"history-{i}.png"), dpi=110,
-                    bbox_inches="tight")
-        history.to_csv(card / ("history.csv" if i == 0 else f"history-{i}.csv"), index=False)
+        stem = "history" if i == 0 else f"history-{i}"
+        atomic_write(card / f"{stem}.png", lambda fh, fig=fig: fig.savefig(
+            fh, format="png", dpi=110, bbox_inches="tight"))
+        atomic_write(card / f"{stem}.csv",
+                     lambda fh, history=history: history.to_csv(fh, index=False))
     summary = {
         "publictest_images": len(X),
         "shipped_tta": use_tta,
@@ -249,7 +262,7 @@ def main(argv=None):
         "weights": "rounded to bfloat16 values" if args.bfloat16_weights else "float32",
         "members": records,
     }
-    (card / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(card / "summary.json", summary)
     print(json.dumps(summary, indent=2))
 
 

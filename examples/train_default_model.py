@@ -32,7 +32,7 @@ import tensorflow as tf
 from fervision.augmentation import build_augmentation, mixup
 from fervision.backbones import create_model
 from fervision.datasets import load_image_folder
-from fervision.files import atomic_write
+from fervision.files import write_json  # whole or not at all: a resumed run reads them back
 from fervision.precision import dtype_policy, resolve_precision
 from fervision.preprocessing import check_images
 
@@ -107,11 +107,6 @@ def record_args(out: Path, args, start_epoch: int, seed: int) -> None:
     write_json(path, record)
 
 
-def write_json(path: Path, obj) -> None:
-    # whole or not at all: a resumed run reads args.json and wall.json back
-    atomic_write(path, lambda fh: fh.write(json.dumps(obj, indent=2).encode()))
-
-
 class WallClock(keras.callbacks.Callback):
     """Keep ``OUT/wall.json`` at the wall time of the epochs finished so far, summed
     over every start of the run (an interrupted epoch, redone after the resume, counts
@@ -139,6 +134,9 @@ class WallClock(keras.callbacks.Callback):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.init_from and not Path(args.init_from).is_file():
+        # before OUT exists: a typo must not leave a run directory that looks started
+        raise SystemExit(f"--init-from {args.init_from}: no such file")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start_epoch = resume_epoch(out)

@@ -22,69 +22,88 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
-import keras
 import pandas as pd
 
-from fervision.backbones import create_model
-from fervision.files import atomic_write
+from fervision import EmotionClassifier
+from fervision.backbones import create_model, member_models
+from fervision.files import atomic_write, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def write_json(path: Path, obj) -> None:
-    atomic_write(path, lambda fh: fh.write(json.dumps(obj, indent=2).encode()))
+def _needed_files(model_path: Path, card: Path) -> None:
+    """Exit naming what is missing before anything is loaded or written."""
+    missing = [str(p) for p in (model_path, card / "summary.json") if not p.is_file()]
+    if missing:
+        raise SystemExit(f"unpack needs {' and '.join(missing)}: not found")
 
 
-def member_networks(model: keras.Model) -> list[keras.Model]:
-    """The networks a packaged model averages (``member_0``...), or the model itself."""
-    members = [layer for layer in model.layers
-               if isinstance(layer, keras.Model) and layer.name.startswith("member_")]
-    return sorted(members, key=lambda m: int(m.name.split("_")[1])) or [model]
+def unpack(model_path: Path, card: Path, out: Path) -> list[Path]:
+    """Write one run directory per run recorded in ``card``; returns the members' runs.
 
-
-def unpack(model_path: Path, card: Path, out: Path, classes: list[str]) -> list[Path]:
-    """Write one run directory per run recorded in ``card``; returns the members' runs."""
-    summary = json.loads((card / "summary.json").read_text())
-    records = summary["members"]
-    model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
-    networks = member_networks(model)
+    Everything is written into a staging folder inside ``out`` first and moved into
+    place at the end, so a failure leaves no partial run directory behind.
+    """
+    _needed_files(model_path, card)
+    records = json.loads((card / "summary.json").read_text())["members"]
+    clf = EmotionClassifier.load(model_path)  # safe_mode; the classes from its metadata
+    model, classes = clf.model_, clf.classes_.tolist()
+    networks = member_models(model) or [model]
     if len(networks) != len(records):
         raise SystemExit(f"{model_path} averages {len(networks)} networks but "
                          f"{card / 'summary.json'} records {len(records)} members")
-    planned = {}  # run directory name -> (args, wall_s, history rows, network or None)
+    planned = {}  # run directory name -> [args, wall_s, history rows, network or None]
     for i, (record, network) in enumerate(zip(records, networks, strict=True)):
-        history = pd.read_csv(card / ("history.csv" if i == 0 else f"history-{i}.csv"))
+        history_csv = card / ("history.csv" if i == 0 else f"history-{i}.csv")
+        if not history_csv.is_file():
+            raise SystemExit(f"{history_csv} not found: member {i}'s training history")
+        history = pd.read_csv(history_csv)
         for j, run in enumerate(record["runs"]):
             name = Path(run["args"]["out"]).name
             rows = history[history["run"] == j].drop(columns="run").copy()
             rows["epoch"] = range(len(rows))
-            last = j == len(record["runs"]) - 1
-            planned.setdefault(name, [run["args"], run["wall_s"], rows, None])
-            if last:
-                planned[name][3] = network
+            entry = planned.setdefault(name, [run["args"], run["wall_s"], rows, None])
+            if j == len(record["runs"]) - 1:  # the member's own run: its network
+                entry[3] = network
     existing = [out / name for name in planned if (out / name).exists()]
     if existing:
         raise SystemExit(f"not overwriting {', '.join(map(str, existing))}")
-    for name, (args, wall_s, rows, network) in planned.items():
-        run = out / name
-        run.mkdir(parents=True)
-        # Chain links point inside OUT, so package_default_model can follow them.
-        args = dict(args, out=str(run), restored_from=str(model_path))
-        if args.get("init_from"):
-            args["init_from"] = str(out / Path(args["init_from"]).parent.name / "final.keras")
-        write_json(run / "args.json", args)
-        write_json(run / "classes.json", classes)
-        write_json(run / "done.json", {"wall_s": wall_s})
-        atomic_write(run / "history.csv", lambda fh, rows=rows: rows.to_csv(fh, index=False))
-        if network is not None:
-            net = create_model(args["backbone"], input_size=network.input_shape[1],
-                               n_classes=len(classes))
-            net.set_weights(network.get_weights())
-            net.save(run / "final.keras")
-        print(f"wrote {run}" + (" (final.keras)" if network is not None else ""))
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out, prefix=".unpack-"))
+    try:
+        for name, (args, wall_s, rows, network) in planned.items():
+            _write_run(staging / name, out / name, args, wall_s, rows, network, classes,
+                       model_path, out)
+        for name in planned:
+            (staging / name).rename(out / name)
+            print(f"wrote {out / name}"
+                  + (" (final.keras)" if (out / name / "final.keras").exists() else ""))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return [out / Path(r["runs"][-1]["args"]["out"]).name for r in records]
+
+
+def _write_run(folder: Path, final: Path, args, wall_s, rows, network, classes,
+               model_path: Path, out: Path) -> None:
+    """One restored run directory in ``folder``, recorded as living at ``final``."""
+    folder.mkdir()
+    # Chain links point inside OUT, so package_default_model can follow them.
+    args = dict(args, out=str(final), restored_from=str(model_path))
+    if args.get("init_from"):
+        args["init_from"] = str(out / Path(args["init_from"]).parent.name / "final.keras")
+    write_json(folder / "args.json", args)
+    write_json(folder / "classes.json", classes)
+    write_json(folder / "done.json", {"wall_s": wall_s})
+    atomic_write(folder / "history.csv", lambda fh: rows.to_csv(fh, index=False))
+    if network is not None:
+        net = create_model(args["backbone"], input_size=network.input_shape[1],
+                           n_classes=len(classes))
+        net.set_weights(network.get_weights())
+        net.save(folder / "final.keras")
 
 
 def main(argv=None):
@@ -93,10 +112,7 @@ def main(argv=None):
     p.add_argument("--card", default=str(ROOT / "docs" / "_static" / "model_card"))
     p.add_argument("--out", default="runs")
     args = p.parse_args(argv)
-    from fervision import EmotionClassifier
-
-    classes = EmotionClassifier.load(args.model).classes_.tolist()
-    unpack(Path(args.model), Path(args.card), Path(args.out), classes)
+    unpack(Path(args.model), Path(args.card), Path(args.out))
 
 
 if __name__ == "__main__":

@@ -33,3 +33,16 @@ def test_a_failed_first_write_leaves_nothing(tmp_path):
     with pytest.raises(ValueError, match="bad"):
         atomic_write(tmp_path / "x", lambda fh: (_ for _ in ()).throw(ValueError("bad")))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_json_round_trips_and_is_atomic(tmp_path):
+    import json
+
+    from fervision.files import write_json
+
+    path = write_json(tmp_path / "a.json", {"x": [1, 2]})
+    assert json.loads(path.read_text()) == {"x": [1, 2]}
+    with pytest.raises(TypeError):
+        write_json(path, {"x": object()})  # not JSON: the old file stays
+    assert json.loads(path.read_text()) == {"x": [1, 2]}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]

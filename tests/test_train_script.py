@@ -181,10 +181,11 @@ def test_compare_ensembles_scores_runs_soups_and_their_means(two_runs, image_fol
 
     # A single member's row is that network's own accuracy with the crops views
     from fervision import EmotionClassifier
+    from fervision.batchnorm import recalibrate_batchnorm
 
     model = keras.saving.load_model(runs[0] / "final.keras", safe_mode=True, compile=False)
     X_train, _ = compare.load_image_folder(image_folders / "train")
-    compare.recalibrate_batchnorm(model, compare.check_images(X_train, 48), progress=False)
+    recalibrate_batchnorm(model, compare.check_images(X_train, 48), progress=False)
     X, y = compare.load_image_folder(image_folders / "test")
     clf = EmotionClassifier.from_keras_model(model, ["happy", "sad", "surprise"], tta="crops")
     row = table.set_index("members").loc["run1"]
@@ -267,3 +268,41 @@ def test_unpacked_default_model_is_a_set_of_runs_the_scripts_take_again(
 
     with pytest.raises(SystemExit, match="not overwriting"):
         unpack.main(["--model", str(model), "--card", str(card), "--out", str(out)])
+
+    # a failure half-way leaves no run directory and no staging folder behind
+    calls = []
+
+    def fail_on_second(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real_write(*args)
+
+    real_write = unpack._write_run
+    unpack._write_run = fail_on_second
+    try:
+        with pytest.raises(OSError, match="disk full"):
+            unpack.main(["--model", str(model), "--card", str(card),
+                         "--out", str(tmp_path / "partial")])
+    finally:
+        unpack._write_run = real_write
+    assert list((tmp_path / "partial").iterdir()) == []
+
+
+def test_unpack_names_missing_inputs(tmp_path):
+    unpack = load_example("unpack_default_model")
+    with pytest.raises(SystemExit, match="nope.keras"):
+        unpack.main(["--model", str(tmp_path / "nope.keras"), "--card", str(tmp_path),
+                     "--out", str(tmp_path / "out")])
+    (tmp_path / "m.keras").write_bytes(b"")
+    with pytest.raises(SystemExit, match="summary.json"):
+        unpack.main(["--model", str(tmp_path / "m.keras"), "--card", str(tmp_path),
+                     "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_init_from_is_named_before_anything_is_written(train_script, tmp_path):
+    with pytest.raises(SystemExit, match="--init-from .*nope.keras: no such file"):
+        train_script.main(["--data", str(tmp_path), "--out", str(tmp_path / "run"),
+                           "--init-from", str(tmp_path / "nope.keras")])
+    assert not (tmp_path / "run").exists()

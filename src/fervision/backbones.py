@@ -153,10 +153,16 @@ def average_models(models, *, name: str = "ensemble") -> keras.Model:
     return keras.Model(inputs, outputs, name=name)
 
 
+def member_models(model: keras.Model) -> list[keras.Model]:
+    """The networks an :func:`average_models` model averages, in order; [] for others."""
+    members = [layer for layer in model.layers
+               if isinstance(layer, keras.Model) and layer.name.startswith("member_")]
+    return sorted(members, key=lambda m: int(m.name.removeprefix("member_")))
+
+
 def n_members(model: keras.Model) -> int:
     """Networks run per image: the members of an :func:`average_models` model, else 1."""
-    return sum(isinstance(layer, keras.Model) and layer.name.startswith("member_")
-               for layer in model.layers) or 1
+    return len(member_models(model)) or 1
 
 
 def _conv_bn(x, filters, kernel=3, strides=1, act=True, name=None):

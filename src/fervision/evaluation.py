@@ -10,7 +10,6 @@ machines and in threads.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from sklearn.metrics import (
 )
 from sklearn.utils.multiclass import unique_labels
 
-from .files import atomic_write
+from .files import atomic_write, write_json
 from .labels import EMOTIONS
 
 _NORMALIZE = (None, "true", "pred", "all")
@@ -153,8 +152,7 @@ class EvaluationReport:
             "markdown": directory / "report.md",
             "confusion_matrix": directory / "confusion_matrix.png",
         }
-        atomic_write(paths["json"],
-                      lambda fh: fh.write(json.dumps(self.to_dict(), indent=2).encode()))
+        write_json(paths["json"], self.to_dict())
         atomic_write(paths["markdown"],
                       lambda fh: fh.write(("# Evaluation report\n\n" + self.to_markdown())
                                           .encode()))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "write_json"]
 
 
 def atomic_write(path, write: Callable[[BinaryIO], object]) -> Path:
@@ -41,3 +42,8 @@ def atomic_write(path, write: Callable[[BinaryIO], object]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json(path, obj) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` with :func:`atomic_write`."""
+    return atomic_write(path, lambda fh: fh.write(json.dumps(obj, indent=2).encode()))
