@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from fervision.augmentation import build_augmentation, mixup
 from fervision.backbones import create_model
-from fervision.datasets import load_image_folder
+from fervision.datasets import FERPLUS_CLASSES, load_ferplus, load_image_folder
 from fervision.files import write_json  # whole or not at all: a resumed run reads them back
 from fervision.precision import dtype_policy, resolve_precision
 from fervision.preprocessing import check_images
@@ -39,7 +39,12 @@ from fervision.preprocessing import check_images
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-    p.add_argument("--data", default="../shared/data/fer2013")
+    p.add_argument("--data", default="../shared/data/fer2013",
+                   help="FER2013 image folders (train/, test/), or with --ferplus a FER+ "
+                        "folder (FER2013Train/, FER2013Valid/)")
+    p.add_argument("--ferplus", action="store_true",
+                   help="train on FER+ vote distributions (fervision.datasets.load_ferplus, "
+                        "target='distribution'); validate on FER+ Valid majority labels")
     p.add_argument("--out", default="runs/default")
     p.add_argument("--backbone", default="fernet")
     p.add_argument("--epochs", type=int, default=30)
@@ -75,6 +80,28 @@ def dataset(X, y, batch_size, shuffle, seed, mixup_alpha=0.0):
     if mixup_alpha:
         ds = mixup(ds, mixup_alpha, seed=seed)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def load_data(args):
+    """Training and validation images with one-hot (FER2013) or vote-share (FER+) targets,
+    columns in ``classes`` order (sorted, as ``EmotionClassifier.classes_``)."""
+    if args.ferplus:
+        Xtr, Ytr = load_ferplus(Path(args.data) / "FER2013Train", target="distribution")
+        Xte, yte = load_ferplus(Path(args.data) / "FER2013Valid", target="majority")
+        if args.limit:
+            Xtr, Ytr = Xtr[: 7 * args.limit], Ytr[: 7 * args.limit]
+            Xte, yte = Xte[: 7 * args.limit], yte[: 7 * args.limit]
+        classes = list(FERPLUS_CLASSES)
+        index = {c: i for i, c in enumerate(classes)}
+        Yte = keras.utils.to_categorical([index[c] for c in yte], len(classes))
+        return Xtr, Ytr.astype("float32"), Xte, Yte, classes
+    Xtr, ytr = load_image_folder(Path(args.data) / "train", max_per_class=args.limit)
+    Xte, yte = load_image_folder(Path(args.data) / "test", max_per_class=args.limit)
+    classes = sorted(set(ytr))  # sklearn's order, as EmotionClassifier.classes_
+    index = {c: i for i, c in enumerate(classes)}
+    Ytr = keras.utils.to_categorical([index[c] for c in ytr], len(classes))
+    Yte = keras.utils.to_categorical([index[c] for c in yte], len(classes))
+    return Xtr, Ytr, Xte, Yte, classes
 
 
 def resume_epoch(out: Path) -> int:
@@ -144,12 +171,7 @@ def main(argv=None):
     record_args(out, args, start_epoch, seed)
     keras.utils.set_random_seed(seed)
 
-    Xtr, ytr = load_image_folder(Path(args.data) / "train", max_per_class=args.limit)
-    Xte, yte = load_image_folder(Path(args.data) / "test", max_per_class=args.limit)
-    classes = sorted(set(ytr))  # sklearn's order, as EmotionClassifier.classes_
-    index = {c: i for i, c in enumerate(classes)}
-    Ytr = keras.utils.to_categorical([index[c] for c in ytr], len(classes))
-    Yte = keras.utils.to_categorical([index[c] for c in yte], len(classes))
+    Xtr, Ytr, Xte, Yte, classes = load_data(args)
     Xtr, Xte = check_images(Xtr, 48), check_images(Xte, 48)
     write_json(out / "classes.json", classes)
 

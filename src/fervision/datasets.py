@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 
+from ._ferplus import FERPLUS_CLASSES, FERPLUS_COLUMNS, load_ferplus
 from .labels import EMOTIONS, canonical_emotion
 from .preprocessing import read_image
 
@@ -312,5 +313,5 @@ def _label(name: str) -> str:
         return name
 
 
-__all__ = ["EMOTIONS", "FER2013_USAGES", "audit", "list_image_files", "load_fer2013",
-           "load_image_folder"]
+__all__ = ["EMOTIONS", "FER2013_USAGES", "FERPLUS_CLASSES", "FERPLUS_COLUMNS", "audit",
+           "list_image_files", "load_fer2013", "load_ferplus", "load_image_folder"]
