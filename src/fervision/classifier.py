@@ -50,6 +50,7 @@ from .backbones import BASE_NAME, create_model
 from .callbacks import training_callbacks
 from .precision import dtype_policy
 from .preprocessing import ImageEncoder, check_images, flat_features
+from ._targets import check_distribution, distribution_classes
 from .tta import predict_with_tta, resolve_tta
 
 __all__ = ["EmotionClassifier", "LabelEncoder"]
@@ -548,7 +549,11 @@ class EmotionClassifier(KerasClassifier):
     def _compile(self, model, learning_rate):
         loss = self.loss
         if loss is None:
-            loss = keras.losses.CategoricalCrossentropy(label_smoothing=self.label_smoothing)
+            # Soft targets are already a distribution: smoothing them again would only
+            # blur what the taggers or the teacher said.
+            soft = getattr(self, "_soft_targets", None) is not None
+            loss = keras.losses.CategoricalCrossentropy(
+                label_smoothing=0.0 if soft else self.label_smoothing)
         metrics = self.metrics if self.metrics is not None else ["accuracy"]
         with self._strategy_scope():
             model.compile(optimizer=self._make_optimizer(learning_rate), loss=loss,
@@ -606,7 +611,7 @@ class EmotionClassifier(KerasClassifier):
             self._compile(self.model_, self.learning_rate)
 
     # ------------------------------------------------------------------ training
-    def fit(self, X, y, sample_weight=None, **kwargs):
+    def fit(self, X, y, sample_weight=None, target_distribution=None, **kwargs):
         """Fit the network to images ``X`` and labels ``y``.
 
         Parameters
@@ -617,6 +622,17 @@ class EmotionClassifier(KerasClassifier):
             String or integer labels.
         sample_weight : array-like of shape (n_samples,), optional
             Per-image weights (multiplied by ``class_weight``'s).
+        target_distribution : array-like of shape (n_samples, n_classes), optional
+            Train on a label distribution per image instead of one-hot labels: FER+
+            vote shares (:func:`fervision.datasets.load_ferplus` with
+            ``target="distribution"``, the FER+ paper's cross-entropy mode) or a
+            teacher's probabilities (:mod:`fervision.distillation`).  Rows are
+            normalised to sum to 1; a plain array's columns follow ``classes_``
+            (sorted labels), a DataFrame's are matched by name.  ``y`` still holds one
+            hard label per image (e.g. the distribution's most likely class): it sets
+            ``classes_`` and what ``score`` and scorers compare with, so
+            ``GridSearchCV`` and ``cross_val_score`` work unchanged and slice this
+            parameter with the folds.  ``label_smoothing`` is not applied on top.
         **kwargs
             Passed to ``keras.Model.fit`` (prefer ``fit__`` parameters).
 
@@ -633,6 +649,8 @@ class EmotionClassifier(KerasClassifier):
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
             )
+        if target_distribution is not None:
+            self._fixed_classes = distribution_classes(target_distribution, self._check_y(y))
         if self.class_weight is not None:
             y_arr = self._check_y(y)
             classes = np.unique(y_arr)
@@ -643,8 +661,13 @@ class EmotionClassifier(KerasClassifier):
         self.classes_ = None
         kwargs["epochs"] = kwargs.get("epochs", getattr(self, "fit__epochs", self.epochs))
         kwargs["initial_epoch"] = kwargs.get("initial_epoch", 0)
-        self._fit(X=X, y=y, sample_weight=sample_weight, warm_start=self.warm_start,
-                  **kwargs)
+        # Read by _fit_keras_model (after SciKeras has encoded y) and _compile.
+        self._soft_targets = target_distribution
+        try:
+            self._fit(X=X, y=y, sample_weight=sample_weight, warm_start=self.warm_start,
+                      **kwargs)
+        finally:
+            self._soft_targets = None
         return self
 
     def _monitor(self):
@@ -684,6 +707,9 @@ class EmotionClassifier(KerasClassifier):
         # transfer-learning fit into two SciKeras fits: head only (base frozen), then the
         # top of the base at a lower learning rate.  Each phase is SciKeras's own
         # _fit_keras_model, so history_ and random_state handling stay SciKeras's.
+        soft = getattr(self, "_soft_targets", None)
+        if soft is not None:  # the fit's label distribution replaces the one-hot y
+            y = check_distribution(soft, self.classes_, len(X))
         user_callbacks = list(self._fit_callbacks)
         self._fit_callbacks = user_callbacks + self._training_callbacks()
         val = self._encoded_validation_data()
