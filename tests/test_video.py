@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 
 import cv2
 import numpy as np
@@ -278,3 +280,98 @@ def test_camera_with_no_frame(monkeypatch, fer_sample, detector, tiny_classifier
                         lambda index: FakeCamera(np.zeros((8, 8, 3), np.uint8), 0))
     with pytest.raises(RuntimeError, match="delivered no frame"):
         process_video(0, detector=detector, classifier=tiny_classifier, progress=False)
+
+
+# ------------------------------------------------ damaged files, SIGTERM, output paths
+def write_damaged_video(path, n=30, bad=range(10, 15)):
+    """An ``n``-frame 160x120 MJPG .avi whose frames ``bad`` have their JPEG data zeroed.
+
+    Each frame's brightness is ``5 * i``, so a decoded frame tells which one it is.
+    """
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 120))
+    for i in range(n):
+        writer.write(np.full((120, 160, 3), 5 * i, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+    assert len(starts) == n
+    for k in bad:  # keep the container intact, destroy the JPEG: "No JPEG data found"
+        end = starts[k + 1] - 8 if k + 1 < n else len(data) - 8
+        data[starts[k]:end] = bytes(end - starts[k])
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_unreadable_frames_in_the_middle_are_skipped(detector, tiny_classifier, tmp_path):
+    src = write_damaged_video(tmp_path / "damaged.avi")
+    jsonl = tmp_path / "r.jsonl"
+    with pytest.warns(RuntimeWarning, match="skipped 5 unreadable frame"):
+        s = process_video(src, detector=detector, classifier=tiny_classifier, jsonl=jsonl,
+                          progress=False)
+    assert s.frames == 25 and s.unreadable_frames == 5
+    assert not s.interrupted and s.reason == "end of video"
+    frames = [r["frame"] for r in read_jsonl(jsonl)]
+    assert frames == [*range(10), *range(15, 30)]  # positions keep their true index
+    # max_unreadable=0: the old behaviour, stop at the damage, as a truncated file.
+    s = process_video(src, detector=detector, classifier=tiny_classifier, progress=False,
+                      max_unreadable=0)
+    assert s.frames == 10 and s.interrupted and "after 10 of the 30" in s.reason
+    # Fewer allowed in a row than the damage: stop there too.
+    s = process_video(src, detector=detector, classifier=tiny_classifier, progress=False,
+                      max_unreadable=4)
+    assert s.frames == 10 and s.interrupted and s.unreadable_frames == 0
+
+
+class TerminatingClassifier(InterruptingClassifier):
+    """Sends SIGTERM to this process on call ``after + 1``, as ``kill PID`` would."""
+
+    def predict_proba(self, X):
+        self.calls += 1
+        if self.calls > self.after:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return self.clf.predict_proba(X)
+
+
+class Killed(Exception):
+    pass
+
+
+def _raise_killed(signum, frame):
+    raise Killed
+
+
+def test_sigterm_leaves_a_playable_mp4(face_video, detector, tiny_classifier, tmp_path):
+    # A handler of the caller's (here: raise Killed) rather than the default action,
+    # so that a process_video that does not handle SIGTERM fails this test instead of
+    # killing pytest; process_video must use its own, then put this one back.
+    before = signal.signal(signal.SIGTERM, _raise_killed)
+    try:
+        out, jsonl = tmp_path / "o.mp4", tmp_path / "o.jsonl"
+        s = process_video(face_video[0], detector=detector,
+                          classifier=TerminatingClassifier(tiny_classifier, after=3),
+                          output=out, jsonl=jsonl, progress=False)
+        assert signal.getsignal(signal.SIGTERM) is _raise_killed
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert s.interrupted and "SIGTERM" in s.reason and s.frames in (3, 4)
+    assert count_frames(out) == s.frames == len(read_jsonl(jsonl))
+
+
+def test_outputs_never_replace_the_source_or_each_other(face_video, detector,
+                                                        tiny_classifier, tmp_path):
+    src = tmp_path / "in.avi"
+    src.write_bytes(face_video[0].read_bytes())
+    original = src.read_bytes()
+    run = dict(detector=detector, classifier=tiny_classifier, progress=False)
+    for kwargs in ({"output": src}, {"csv": src}, {"jsonl": tmp_path / "." / "in.avi"}):
+        with pytest.raises(ValueError, match="in.avi.*is the input"):
+            process_video(src, **run, **kwargs)
+    with pytest.raises(ValueError, match="same file"):
+        process_video(src, **run, csv=tmp_path / "r.txt", jsonl=tmp_path / "r.txt")
+    assert src.read_bytes() == original
+    existing = tmp_path / "r.csv"
+    existing.write_text("mine")
+    with pytest.raises(FileExistsError, match="r.csv"):
+        process_video(src, **run, csv=existing, overwrite=False)
+    assert existing.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.avi", "r.csv"]

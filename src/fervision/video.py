@@ -10,7 +10,9 @@ and ONE batched ``predict_proba`` per frame), and writes any of
 
 Output files are opened when the first frame arrives and flushed after every frame, so
 whatever stops the run (end of the file, a truncated file, a camera unplugged, Ctrl-C,
-``q`` in the window) leaves them closed and valid up to the last processed frame.
+SIGTERM, ``q`` in the window) leaves them closed and valid up to the last processed
+frame.  Unreadable frames in the middle of a file (a damaged recording) are skipped, up
+to ``max_unreadable`` in a row, and counted.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import csv as csv_module
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,6 +40,7 @@ from .analysis import (
     results_from,
 )
 from .detection import box_iou
+from .files import check_output_path
 
 __all__ = ["VideoSummary", "ScoreSmoother", "process_video", "FOURCC_BY_EXTENSION"]
 
@@ -48,6 +54,9 @@ FOURCC_BY_EXTENSION = {
 }
 
 _DEFAULT_FPS = 30.0  # when the source does not say (many webcams report 0)
+
+#: Default of ``process_video(max_unreadable=)``: unreadable frames skipped in a row.
+MAX_UNREADABLE = 100
 
 
 @dataclass
@@ -67,10 +76,13 @@ class VideoSummary:
     fps : float
         Analysed frames per second of wall-clock time.
     interrupted : bool
-        True when the run stopped before the end of the source: Ctrl-C, ``q`` in the
-        window, a camera that stopped delivering frames, a truncated file.
+        True when the run stopped before the end of the source: Ctrl-C, SIGTERM, ``q``
+        in the window, a camera that stopped delivering frames, a truncated file.
     reason : str
         Why it stopped, in words.
+    unreadable_frames : int
+        Frames of the source that could not be decoded and were skipped (a damaged
+        file); they are in no output.
     """
 
     source: str
@@ -80,6 +92,7 @@ class VideoSummary:
     fps: float = 0.0
     interrupted: bool = False
     reason: str = ""
+    unreadable_frames: int = 0
 
     def to_dict(self) -> dict:
         """The summary as a JSON-ready dict."""
@@ -189,13 +202,56 @@ def _check_display() -> None:
 
 
 # ----------------------------------------------------------------------------- output
-def _check_output_path(path, what: str) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{what} {str(path)!r} is a folder; give a file name")
-    if not path.parent.exists():
-        raise FileNotFoundError(f"folder of {what} {str(path)!r} does not exist")
-    return path
+def _check_outputs(source, outputs: dict, overwrite: bool) -> dict:
+    """Check every output path before any work: {what: Path or None}.
+
+    No output may be the source or another output; an existing file needs ``overwrite``.
+    """
+    inputs = [source] if isinstance(source, str | os.PathLike) else []
+    checked = {}
+    for what, path in outputs.items():
+        if path is None:
+            checked[what] = None
+            continue
+        if what == "output video":
+            _fourcc_for(Path(path))  # unsupported extension: fail before reading anything
+        path = check_output_path(path, what=what, inputs=inputs, overwrite=overwrite)
+        for other, done in checked.items():
+            if done is not None and done.resolve() == path.resolve():
+                raise ValueError(f"{what} and {other} are the same file {str(path)!r}")
+        checked[what] = path
+    return checked
+
+
+class _Terminated(Exception):
+    """Raised in the main thread by the SIGTERM handler of :func:`process_video`."""
+
+
+class _OnSigterm:
+    """Turn SIGTERM into :class:`_Terminated` while a run is on, like Ctrl-C.
+
+    ``kill`` (a service manager, ``timeout``, a container stop) sends SIGTERM, whose
+    default action kills the process at once: an ``.mp4`` would lose its index and not
+    play.  Handled, the run stops between two Python steps and closes its outputs.  A
+    second SIGTERM while closing is ignored, so that the close completes.  Signal
+    handlers can only be set from the main thread; elsewhere this does nothing.
+    """
+
+    def __enter__(self):
+        self.previous, self.fired = None, False
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if not self.fired:
+            self.fired = True
+            raise _Terminated
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        return False
 
 
 def _fourcc_for(path: Path) -> str:
@@ -278,6 +334,8 @@ def process_video(
     progress: bool = True,
     max_frames: int | None = None,
     every: int = 1,
+    max_unreadable: int = MAX_UNREADABLE,
+    overwrite: bool = True,
 ) -> VideoSummary:
     """Recognise emotions on every frame of a video file or camera.
 
@@ -311,6 +369,15 @@ def process_video(
         Stop after analysing this many frames.
     every : int, default=1
         Analyse every ``every``-th frame only (the others are skipped, not written).
+    max_unreadable : int, default=100
+        The most frames of a file that may fail to decode in a row: they are skipped
+        (counted in ``VideoSummary.unreadable_frames``, with a warning) and the run
+        goes on with the next readable frame.  More in a row end the run as a truncated
+        file.  0 stops at the first unreadable frame.  Cameras stop at once.
+    overwrite : bool, default=True
+        Replace existing output files; when False an existing one raises
+        ``FileExistsError`` before anything is read.  (The ``fervision`` command passes
+        False unless given ``--overwrite``.)
 
     Returns
     -------
@@ -320,29 +387,34 @@ def process_video(
     ------
     FileNotFoundError
         ``source`` is a missing file, or an output's folder does not exist.
+    FileExistsError
+        An output exists and ``overwrite`` is False.
     ValueError
-        ``source`` is not a readable video or holds no frame; bad option values.
+        ``source`` is not a readable video or holds no frame; bad option values; an
+        output is the source itself or another output (never overwritten).
     RuntimeError
         A camera that cannot be opened or delivers no frame; ``display=True`` without a
         GUI; an output video that cannot be written.
 
     Notes
     -----
-    Ctrl-C (KeyboardInterrupt), a camera that stops mid-stream and a truncated file do
-    not raise: the run ends, every output is closed, valid up to the last analysed frame,
-    and the summary says ``interrupted=True`` and why.
+    Ctrl-C (KeyboardInterrupt), SIGTERM (when called from the main thread; the
+    previous handler is restored afterwards), a camera that stops mid-stream and a
+    truncated file do not raise: the run ends, every output is closed, valid up to the
+    last analysed frame, and the summary says ``interrupted=True`` and why.
     """
     every = int(every)
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
     if max_frames is not None and int(max_frames) < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    max_unreadable = int(max_unreadable)
+    if max_unreadable < 0:
+        raise ValueError(f"max_unreadable must be >= 0, got {max_unreadable}")
     smoother = ScoreSmoother(smoothing)
-    out_video = _check_output_path(output, "output video") if output is not None else None
-    if out_video is not None:
-        _fourcc_for(out_video)  # unsupported extension: fail before reading anything
-    out_csv = _check_output_path(csv, "CSV file") if csv is not None else None
-    out_jsonl = _check_output_path(jsonl, "JSONL file") if jsonl is not None else None
+    out_video, out_csv, out_jsonl = _check_outputs(
+        source, {"output video": output, "CSV file": csv, "JSONL file": jsonl}, overwrite
+    ).values()
     if display:
         _check_display()
     detector = detector if detector is not None else default_detector()
@@ -370,8 +442,11 @@ def process_video(
 
     start = time.perf_counter()
     index = -1  # position of the frame being read
+    failing = 0  # unreadable frames in a row, not yet known to be followed by a good one
     user_stopped = False
+    sigterm = _OnSigterm()
     try:
+        sigterm.__enter__()
         while True:
             if max_frames is not None and summary.frames >= int(max_frames):
                 summary.reason = f"max_frames={int(max_frames)} reached"
@@ -379,16 +454,24 @@ def process_video(
             index += 1
             if index % every:
                 # Skipped frames are only grabbed, not decoded: much cheaper than read().
-                if not cap.grab():
+                ok, frame = cap.grab(), None
+            else:
+                ok, frame = cap.read()
+                ok = ok and frame is not None
+            if not ok:
+                # OpenCV moves past a frame it cannot decode, so a damaged file goes on
+                # with the next good frame; the end of the file (index past the header's
+                # count, or a run of failures) ends the run.
+                failing += 1
+                if is_camera or failing > max_unreadable or 0 < n_total <= index:
                     summary.interrupted, summary.reason = _why_stopped(
-                        is_camera, name, index, n_total)
+                        is_camera, name, index - failing + 1, n_total)
                     break
                 continue
-            ok, frame = cap.read()
-            if not ok or frame is None:
-                summary.interrupted, summary.reason = _why_stopped(
-                    is_camera, name, index, n_total)
-                break
+            summary.unreadable_frames += failing
+            failing = 0
+            if frame is None:
+                continue
             if summary.frames == 0:
                 outputs.open(frame.shape)
             faces, proba, _ = classify_faces(frame, detector, classifier)
@@ -415,13 +498,23 @@ def process_video(
         user_stopped = True
         summary.interrupted = True
         summary.reason = f"interrupted by the user (Ctrl-C) after {summary.frames} frames"
+    except _Terminated:
+        user_stopped = True
+        summary.interrupted = True
+        summary.reason = f"terminated (SIGTERM) after {summary.frames} frames"
     finally:
+        sigterm.fired = True  # a SIGTERM from here on must not interrupt the closing
         cap.release()
         outputs.close()
         if bar is not None:
             bar.close()
         if display:
             cv2.destroyAllWindows()
+        sigterm.__exit__(None, None, None)
+    if summary.unreadable_frames:
+        warnings.warn(
+            f"{name}: skipped {summary.unreadable_frames} unreadable frame(s) (damaged "
+            "file); they are in no output", RuntimeWarning, stacklevel=2)
     summary.seconds = time.perf_counter() - start
     summary.fps = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
     if summary.frames == 0 and not user_stopped:
