@@ -18,6 +18,7 @@ _LAZY = {
     "FaceDetector": "detection",
     "Face": "detection",
     "analyze": "analysis",
+    "analyze_files": "_batch",
     "annotate": "analysis",
     "process_video": "video",
     "create_model": "backbones",

@@ -24,6 +24,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
@@ -422,3 +423,49 @@ def _saved_batch_size(classifier) -> int:
     # What EmotionClassifier.load would set: the saved value, else the default.
     return int(params.get("batch_size") or EmotionClassifier().batch_size or DEFAULT_BATCH)
 
+
+
+# ------------------------------------------------------------------------------- CLI
+def predict_command(args, error) -> int:
+    """``fervision predict PATH... --output FILE``: the records of a collection.
+
+    ``args`` is the ``predict`` subcommand's namespace; ``error`` prints an error
+    message.  Returns the exit code: 0, or 1 when any image of the output file (this
+    run's or, with ``--resume``, an earlier one's) is an error record.
+    """
+    if args.annotate:
+        error("--annotate cannot be combined with --output")
+        return 2
+    detector = None
+    if args.detector or args.detector_model:
+        from .detection import FaceDetector
+
+        kwargs = {"backend": args.detector or "yunet"}
+        if args.detector_model:
+            if not Path(args.detector_model).is_file():
+                raise FileNotFoundError(f"detector model not found: {args.detector_model!r}")
+            kwargs["model_path"] = args.detector_model
+        detector = FaceDetector(**kwargs)
+    if args.model and not Path(args.model).is_file():
+        raise FileNotFoundError(f"model file not found: {args.model!r}")
+    # A model path, not a loaded model: Dask workers then load it themselves.
+    records = analyze_files(
+        args.images, args.output, args.scheduler, n_workers=args.workers,
+        detector=detector, classifier=args.model, resume=args.resume,
+        batch_size=args.batch_size, progress=not args.no_progress)
+    n_new = n_failed = 0
+    for record in records:
+        n_new += 1
+        if "error" in record:
+            n_failed += 1
+            error(f"{record['path']}: {record['error']}")
+    # Judge the whole file, so that a resumed run ends as an uninterrupted one would.
+    from ._collections import read_records
+
+    recorded, _ = read_records(args.output)
+    failed = sum("error" in r for r in recorded)
+    print(f"wrote {n_new} record(s) to {args.output} ({len(recorded)} in all)",
+          file=sys.stderr)
+    if failed:
+        error(f"{failed} of {len(recorded)} image(s) could not be processed")
+    return 1 if failed else 0

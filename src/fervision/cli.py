@@ -82,12 +82,27 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Find the faces in each image and recognise their "
                                    "emotions. Files that fail are reported on stderr; the "
                                    "others are still processed (exit code 1 at the end).")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files; with --output also folders (walked recursively) "
+                        "and quoted glob patterns")
     p.add_argument("--json", action="store_true",
                    help='print one JSON array: [{"path": ..., "faces": [{"box": [x, y, w, '
                         'h], "emotion": ..., "scores": {...}}]}]')
     p.add_argument("--annotate", metavar="DIR",
                    help="save each image with boxes and emotions drawn into DIR")
+    g = p.add_argument_group("collections (with --output)")
+    g.add_argument("-o", "--output", metavar="FILE",
+                   help="write one record per image to FILE (.jsonl or .csv) as each is "
+                        "done, with a progress bar; see fervision.analyze_files")
+    g.add_argument("--resume", action="store_true",
+                   help="keep the records already in FILE and append the other paths")
+    g.add_argument("--workers", type=int, metavar="N",
+                   help="run on a local Dask cluster of N worker processes")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on an existing Dask cluster (e.g. tcp://host:8786)")
+    g.add_argument("--batch-size", type=int, metavar="N",
+                   help="faces per network call (default: the model's batch size)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_model_options(p)
 
     p = sub.add_parser("video", help="emotions frame by frame in a video file",
@@ -213,6 +228,15 @@ def _print_table(path: str, faces) -> None:
 
 # ------------------------------------------------------------------------- commands
 def cmd_predict(args) -> int:
+    if args.output:
+        from ._batch import predict_command
+
+        return predict_command(args, _error)
+    collection_only = [o for o, v in (("--resume", args.resume), ("--workers", args.workers),
+                                      ("--scheduler", args.scheduler)) if v]
+    if collection_only:
+        _error(f"{', '.join(collection_only)} need(s) --output")
+        return EXIT_USAGE
     from .analysis import analyze, annotate, read_image
 
     detector, classifier = _load_models(args)
