@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_targets import CLASSES, _bands, _clf
 
 from fervision import EmotionClassifier
 from fervision.distillation import (
@@ -12,7 +13,6 @@ from fervision.distillation import (
     soften,
     teacher_probabilities,
 )
-from test_targets import CLASSES, _bands, _clf
 
 
 @pytest.fixture(scope="module")
