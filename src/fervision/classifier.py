@@ -169,7 +169,9 @@ def _resolve_strategy(strategy):
         if key == "mirrored":
             return tf.distribute.MirroredStrategy()
         if key == "multiworker":
-            return tf.distribute.MultiWorkerMirroredStrategy()
+            # Works only if no TensorFlow op has run yet in this process (collective
+            # ops are configured at start-up); a script can create the strategy first.
+            return _resolve_strategy(tf.distribute.MultiWorkerMirroredStrategy())
         raise ValueError(
             f"distribution_strategy={strategy!r}: expected None, 'default', 'mirrored', "
             "'multiworker' or a tf.distribute.Strategy"
@@ -179,6 +181,10 @@ def _resolve_strategy(strategy):
             f"distribution_strategy must be a tf.distribute.Strategy or a string, got "
             f"{type(strategy).__name__}"
         )
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        from ._keras_compat import patch_multiworker_fit
+
+        patch_multiworker_fit()  # Keras 3's fit fails with several workers otherwise
     return strategy
 
 
