@@ -116,7 +116,7 @@ def _csv_rows(record: dict, classes: Sequence[str]) -> list[list]:
     # One row per face, so the file loads straight into a data frame; an image
     # without faces or that failed is one row with the face columns empty.  n_faces
     # lets a reader tell a complete group of rows from a torn one.
-    blank = [""] * (5 + len(classes))
+    blank = [""] * (len(_CSV_FIXED) - 2 + len(classes))  # face .. scores
     if "error" in record:
         return [[record["path"], "", *blank, record["error"]]]
     faces = record["faces"]
