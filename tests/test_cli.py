@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import cv2
+import numpy as np
 import pytest
 from helpers_faces import QVGA, plant_face
 
@@ -210,3 +214,231 @@ def test_default_model_env_is_used(face_png, tiny_model_path, yunet_onnx, monkey
     monkeypatch.setenv(analysis.DETECTOR_MODEL_ENV, str(yunet_onnx))
     assert main(["predict", str(face_png), "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)[0]["faces"]) == 1
+
+
+# ------------------------------------------------ outputs: never an input, never lost
+def test_annotate_never_overwrites_an_input(face_png, model_args, capsys):
+    original = face_png.read_bytes()
+    for extra in ([], ["--overwrite"]):  # not even when asked: it is the input
+        code = main(["predict", str(face_png), "--annotate", str(face_png.parent),
+                     *extra, *model_args])
+        err = capsys.readouterr().err
+        assert code == 1 and "is the input" in err and "face.png" in err
+        assert face_png.read_bytes() == original
+
+
+def test_annotate_same_names_and_existing_files(face_frame, tmp_path, model_args, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    inputs = [a / "x.ppm", a / "x.png", b / "x.png"]
+    for path in inputs:
+        assert cv2.imwrite(str(path), face_frame[0])
+    out = tmp_path / "out"
+    args = ["predict", *map(str, inputs), "--annotate", str(out), "--json", *model_args]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == ["x-1.png", "x.png", "x.ppm.png"]
+    before = (out / "x.png").stat().st_mtime_ns
+    assert main(args) == 1  # the outputs exist now: refused before any work
+    captured = capsys.readouterr()
+    assert "already exists" in captured.err and "--overwrite" in captured.err
+    assert captured.out == "" and (out / "x.png").stat().st_mtime_ns == before
+    assert main([*args, "--overwrite"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
+    assert sorted(p.name for p in out.iterdir()) == ["x-1.png", "x.png", "x.ppm.png"]
+
+
+def test_a_failing_write_is_one_files_error(face_frame, tmp_path, model_args, capsys,
+                                           monkeypatch):
+    resource = pytest.importorskip("resource")
+    small1, big, small2 = tmp_path / "s1.jpg", tmp_path / "big.png", tmp_path / "s2.jpg"
+    for path in (small1, small2):
+        cv2.imwrite(str(path), face_frame[0], [cv2.IMWRITE_JPEG_QUALITY, 30])
+    noisy = face_frame[0].copy()  # noise beside the face: a PNG that cannot be small
+    noisy[:, :180] = np.random.default_rng(0).integers(0, 256, noisy[:, :180].shape)
+    cv2.imwrite(str(big), noisy)
+    limit = 3 * max(small1.stat().st_size, small2.stat().st_size)
+    assert big.stat().st_size > 2 * limit
+    out = tmp_path / "out"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    load_models = cli._load_models
+
+    def load_then_fill_the_disk(args):  # (loading a .keras model writes temp files)
+        models = load_models(args)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))  # big files fail now
+        return models
+
+    monkeypatch.setattr(cli, "_load_models", load_then_fill_the_disk)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, not a kill
+    try:
+        code = main(["predict", str(small1), str(big), str(small2), "--json",
+                     "--annotate", str(out), *model_args])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    captured = capsys.readouterr()
+    assert code == 1
+    records = json.loads(captured.out)  # the JSON is still printed, for all three
+    assert [r["path"] for r in records] == [str(small1), str(big), str(small2)]
+    assert "error" not in records[0] and "error" not in records[2]
+    assert "big.png" in records[1]["error"] and "faces" in records[1]
+    assert "1 of 3 image(s)" in captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["s1.jpg", "s2.jpg"]  # no temp file
+
+
+def test_a_planted_symlink_is_not_written_through(face_png, tmp_path, model_args):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "face.png.part").symlink_to(victim)
+    assert main(["predict", str(face_png), "--annotate", str(out), *model_args]) == 0
+    assert victim.read_text() == "precious"
+    assert cv2.imread(str(out / "face.png")) is not None
+
+
+@pytest.fixture
+def short_mp4(short_video, tmp_path):
+    path = tmp_path / "same.mp4"
+    cap = cv2.VideoCapture(str(short_video))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (320, 240))
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_video_never_overwrites_its_input(short_mp4, tmp_path, model_args, capsys):
+    original = short_mp4.read_bytes()
+    for option, extra in (("-o", []), ("--csv", []), ("--jsonl", []), ("-o", ["--overwrite"])):
+        code = main(["video", str(short_mp4), option, str(tmp_path / "." / "same.mp4"),
+                     "--no-progress", *extra, *model_args])
+        err = capsys.readouterr().err
+        assert code == 1 and "is the input" in err and "same.mp4" in err
+        assert short_mp4.read_bytes() == original
+    table = tmp_path / "faces.csv"
+    table.write_text("mine")
+    assert main(["video", str(short_mp4), "--csv", str(table), "--no-progress",
+                 *model_args]) == 1
+    assert "already exists" in capsys.readouterr().err and table.read_text() == "mine"
+
+
+def test_train_checks_its_output_before_training(image_folder, tmp_path, capsys):
+    run = ["train", str(image_folder), "--backbone", "fernet_tiny", "--epochs", "1",
+           "--quiet"]
+    assert main([*run, "--out", str(tmp_path / "model.h5")]) == 1
+    captured = capsys.readouterr()
+    assert "model.h5" in captured.err and ".keras" in captured.err
+    assert "training on" not in captured.out  # refused before the data was even read
+    existing = tmp_path / "model.keras"
+    existing.write_bytes(b"an older model")
+    assert main([*run, "--out", str(existing)]) == 1
+    captured = capsys.readouterr()
+    assert "already exists" in captured.err and "training on" not in captured.out
+    assert existing.read_bytes() == b"an older model"
+    (tmp_path / "file").write_text("x")
+    assert main([*run, "--out", str(tmp_path / "file" / "m.keras")]) == 1
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_evaluate_checks_its_outputs_first(image_folder, tiny_model_path, tmp_path, capsys):
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "report.md").write_text("my notes")
+    assert main(["evaluate", str(image_folder), "--model", str(tiny_model_path),
+                 "--out", str(report)]) == 1
+    captured = capsys.readouterr()
+    assert "report.md" in captured.err and "already exists" in captured.err
+    assert captured.out == "" and (report / "report.md").read_text() == "my notes"
+
+
+def test_sigterm_leaves_a_playable_mp4(tmp_path, fer_sample, face_ids, tiny_model_path,
+                                       yunet_onnx):
+    src = tmp_path / "long.avi"
+    writer = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (320, 240))
+    frame, _ = plant_face(fer_sample[0][face_ids[0]], **QVGA)
+    for _ in range(600):  # far more than are analysed before the signal
+        writer.write(frame)
+    writer.release()
+    out, lines = tmp_path / "out.mp4", tmp_path / "r.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fervision.cli", "video", str(src), "-o", str(out),
+         "--jsonl", str(lines), "--no-progress", "--model", str(tiny_model_path),
+         "--detector-model", str(yunet_onnx)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while proc.poll() is None and time.monotonic() < deadline:
+            if lines.exists() and lines.read_text().count("\n") >= 3:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be terminated"
+        proc.send_signal(signal.SIGTERM)  # as `kill PID`, a service manager, `timeout`
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143, err
+    assert "SIGTERM" in err and "Traceback" not in err
+    n = len(lines.read_text().splitlines())
+    cap = cv2.VideoCapture(str(out))
+    assert cap.isOpened(), f"{out} does not open"
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    cap.release()
+    assert 3 <= n < 600 and frames == n
+
+
+def test_video_skips_damaged_frames_and_says_so(tmp_path, model_args, capsys):
+    from test_video import write_damaged_video
+
+    src = write_damaged_video(tmp_path / "damaged.avi")
+    table = tmp_path / "r.jsonl"
+    assert main(["video", str(src), "--jsonl", str(table), "--no-progress",
+                 *model_args]) == 0
+    captured = capsys.readouterr()
+    assert "damaged.avi: 25 frames" in captured.out
+    assert "skipped 5 unreadable frame(s)" in captured.err
+    assert json.loads(table.read_text().splitlines()[-1])["frame"] == 29
+    assert main(["video", str(src), "--no-progress", "--max-unreadable", "0",
+                 *model_args]) == 1
+    assert "after 10 of the 30 frames" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------- clear, one-line errors
+def one_line_error(err: str) -> bool:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    return bool(lines) and lines[0].startswith("fervision: error: ") and "Traceback" not in err
+
+
+def test_quoted_glob_is_expanded(face_png, tmp_path, model_args, capsys):
+    cv2.imwrite(str(tmp_path / "face2.png"), cv2.imread(str(face_png)))
+    assert main(["predict", str(tmp_path / "*.png"), "--json", *model_args]) == 0
+    paths = [r["path"] for r in json.loads(capsys.readouterr().out)]
+    assert paths == [str(face_png), str(tmp_path / "face2.png")]
+    assert main(["predict", str(tmp_path / "*.jpg"), *model_args]) == 1
+    err = capsys.readouterr().err
+    assert one_line_error(err) and "no file matches the pattern" in err and "*.jpg" in err
+
+
+def test_mtcnn_without_its_package(face_png, tiny_model_path, capsys):
+    if importlib.util.find_spec("mtcnn") is not None:
+        pytest.skip("mtcnn is installed")
+    assert main(["predict", str(face_png), "--detector", "mtcnn",
+                 "--model", str(tiny_model_path)]) == 1
+    err = capsys.readouterr().err
+    assert one_line_error(err) and 'pip install "fervision[mtcnn]"' in err
+
+
+def test_a_text_file_as_detector_model(face_png, tmp_path, tiny_model_path, capsys):
+    fake = tmp_path / "notes.onnx"
+    fake.write_text("not a model\n")
+    assert main(["predict", str(face_png), "--detector-model", str(fake),
+                 "--model", str(tiny_model_path)]) == 1
+    err = capsys.readouterr().err
+    assert one_line_error(err) and "notes.onnx" in err and "not an ONNX model" in err

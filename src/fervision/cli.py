@@ -3,12 +3,17 @@ training and evaluation, and the Streamlit app.
 
 TensorFlow is imported only by the subcommands that need a model, so ``fervision
 --help`` answers at once.  Exit codes: 0 success, 1 an input failed (the others were
-still processed) or the run stopped early, 2 bad usage, 130 interrupted with Ctrl-C.
+still processed) or the run stopped early, 2 bad usage, 130 interrupted with Ctrl-C,
+143 stopped by SIGTERM (``video``/``webcam``: outputs closed and valid).
+
+Every output path is checked before any work (extension, folder, not an input, and an
+existing file only replaced with ``--overwrite``).
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import importlib.util
 import json
 import os
@@ -18,6 +23,7 @@ from pathlib import Path
 
 PROG = "fervision"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_TERMINATED = 128 + 15  # SIGTERM, as a shell reports a process it killed
 DETECTOR_BACKENDS = ("yunet", "haar", "mtcnn")
 
 
@@ -49,6 +55,12 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                         "downloaded one")
 
 
+def _add_overwrite_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace output files that already exist (default: refuse, "
+                        "before any work); an input is never overwritten")
+
+
 def _add_stream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="OUT",
                    help="write the annotated video here (.avi, .mp4, .mkv, .mov, .m4v)")
@@ -64,7 +76,11 @@ def _add_stream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--every", type=int, default=1, metavar="N",
                    help="analyse every N-th frame only (default: 1)")
+    p.add_argument("--max-unreadable", type=int, default=100, metavar="N",
+                   help="skip up to N unreadable (damaged) frames in a row and go on; "
+                        "more end the run (default: 100; 0 stops at the first)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_overwrite_option(p)
     _add_model_options(p)
 
 
@@ -89,7 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help='print one JSON array: [{"path": ..., "faces": [{"box": [x, y, w, '
                         'h], "emotion": ..., "scores": {...}}]}]')
     p.add_argument("--annotate", metavar="DIR",
-                   help="save each image with boxes and emotions drawn into DIR")
+                   help="save each image with boxes and emotions drawn into DIR, under "
+                        "its own name (x.jpg -> DIR/x.jpg; a format OpenCV cannot write "
+                        "gets .png added: x.ppm -> DIR/x.ppm.png; a second input of the "
+                        "same name gets a counter: DIR/x-1.jpg). An input is never "
+                        "overwritten, an existing file only with --overwrite")
+    _add_overwrite_option(p)
     g = p.add_argument_group("collections (with --output)")
     g.add_argument("-o", "--output", metavar="FILE",
                    help="write one record per image to FILE (.jsonl or .csv) as each is "
@@ -135,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-per-class", type=int, metavar="N",
                    help="use at most N images per class (quick runs)")
     p.add_argument("--out", default="model.keras", metavar="PATH",
-                   help="where to save the model (default: model.keras)")
+                   help="where to save the model, a .keras file (default: model.keras); "
+                        "checked before training")
+    _add_overwrite_option(p)
     p.add_argument("--quiet", action="store_true", help="no per-epoch Keras output")
 
     p = sub.add_parser("evaluate", help="score a model on an image folder",
@@ -147,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "model)")
     p.add_argument("--out", metavar="DIR",
                    help="write report.json, report.md and confusion_matrix.png here")
+    _add_overwrite_option(p)
     p.add_argument("--max-per-class", type=int, metavar="N",
                    help="use at most N images per class (quick runs)")
 
@@ -168,15 +192,23 @@ def _load_models(args):
     """
     from .analysis import default_classifier, default_detector
 
+    if args.detector == "mtcnn" and importlib.util.find_spec("mtcnn") is None:
+        raise ImportError('--detector mtcnn needs the optional mtcnn package: '
+                          'pip install "fervision[mtcnn]"')
     if args.detector or args.detector_model:
         from .detection import FaceDetector
 
         kwargs = {"backend": args.detector or "yunet"}
         if args.detector_model:
+            if kwargs["backend"] != "yunet":
+                raise ValueError(f"--detector-model is a YuNet .onnx file, for --detector "
+                                 f"yunet; --detector {kwargs['backend']} has no model file")
             if not Path(args.detector_model).is_file():
                 raise FileNotFoundError(f"detector model not found: {args.detector_model!r}")
             kwargs["model_path"] = args.detector_model
         detector = FaceDetector(**kwargs)
+        if args.detector_model:
+            _check_detector_model(detector, f"--detector-model {args.detector_model!r}")
     else:
         detector = default_detector()
     if args.model:
@@ -190,29 +222,78 @@ def _load_models(args):
     return detector, classifier
 
 
-def _unique_path(folder: Path, name: str, taken: set) -> Path:
-    path = folder / name
-    stem, suffix = path.stem, path.suffix
-    n = 1
-    while path in taken:
-        path = folder / f"{stem}-{n}{suffix}"
-        n += 1
-    taken.add(path)
-    return path
+def _check_detector_model(detector, what: str) -> None:
+    """Load the detector's model now: a wrong file fails once, clearly, before any work."""
+    import numpy as np
+
+    try:
+        detector.detect(np.zeros((64, 64, 3), np.uint8))
+    except Exception as err:  # cv2.error, whose message is OpenCV's multi-line C++ trace
+        raise ValueError(f"{what} is not an ONNX model OpenCV can load as a YuNet face "
+                         f"detector ({type(err).__name__})") from None
 
 
-def _write_image(path: Path, image) -> None:
+def _expand_images(images) -> list[tuple[str, str | None]]:
+    """(path, error) per input: quoted glob patterns expanded, in order.
+
+    A shell expands ``imgs/*.jpg`` itself, but not when it is quoted (or on Windows):
+    a pattern that names no existing file is expanded here; one that matches nothing
+    becomes that input's error.
+    """
+    expanded = []
+    for image in images:
+        if os.path.lexists(image) or not glob.has_magic(image):
+            expanded.append((image, None))
+            continue
+        matches = sorted(m for m in glob.glob(image) if not os.path.isdir(m))
+        if matches:
+            expanded += [(m, None) for m in matches]
+        else:
+            expanded.append((image, f"no file matches the pattern {image!r}"))
+    return expanded
+
+
+#: Image formats an annotated copy keeps; others get ".png" added to their name.
+_ANNOTATE_FORMATS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def _annotated_paths(folder: Path, paths, overwrite: bool) -> list[Path]:
+    """Where each input's annotated copy goes, all checked before any work.
+
+    The input's own name, with ``.png`` appended (not substituted) when OpenCV cannot
+    write its format, so ``x.ppm`` and ``x.png`` stay two files; a name already used in
+    this run gets a counter (``x-1.jpg``), compared case-insensitively for the file
+    systems that are.
+    """
+    from .files import check_output_path
+
+    inputs = [p for p in paths if os.path.isfile(p)]
+    taken, planned = set(), []
+    for path in paths:
+        name = Path(path).name
+        if Path(name).suffix.lower() not in _ANNOTATE_FORMATS:
+            name += ".png"
+        stem, suffix = Path(name).stem, Path(name).suffix
+        out, n = folder / name, 1
+        while out.name.casefold() in taken:
+            out, n = folder / f"{stem}-{n}{suffix}", n + 1
+        taken.add(out.name.casefold())
+        planned.append(check_output_path(out, what="annotated image", inputs=inputs,
+                                         overwrite=overwrite, create_parents=True))
+    return planned
+
+
+def _write_image(path: Path, image, overwrite: bool) -> None:
     import cv2
 
-    ext = path.suffix.lower() if path.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp",
-                                                       ".webp", ".tif", ".tiff"} else ".png"
-    path = path.with_suffix(ext)
-    ok, buf = cv2.imencode(ext, image)
+    from .files import atomic_write
+
+    ok, buf = cv2.imencode(path.suffix.lower(), image)
     if not ok:
-        raise ValueError(f"cannot encode annotated image as {ext}")
-    tmp = path.with_name(path.name + ".part")
-    buf.tofile(tmp)  # write then rename: never a half-written image under the real name
-    os.replace(tmp, path)
+        raise ValueError(f"cannot encode annotated image as {path.suffix}")
+    # A private temp file renamed into place: never a half-written image under the
+    # real name, never a write through a link planted in the folder.
+    atomic_write(path, lambda fh: fh.write(buf.tobytes()), overwrite=overwrite)
 
 
 def _print_table(path: str, faces) -> None:
@@ -239,13 +320,21 @@ def cmd_predict(args) -> int:
         return EXIT_USAGE
     from .analysis import analyze, annotate, read_image
 
+    images = _expand_images(args.images)
+    annotated = [None] * len(images)
+    if args.annotate:  # every output checked before the models load
+        annotated = _annotated_paths(Path(args.annotate), [p for p, _ in images],
+                                     args.overwrite)
     detector, classifier = _load_models(args)
-    out_dir, taken = None, set()
     if args.annotate:
-        out_dir = Path(args.annotate)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        Path(args.annotate).mkdir(parents=True, exist_ok=True)
     records, failed = [], 0
-    for path in args.images:
+    for (path, problem), out in zip(images, annotated, strict=True):
+        if problem is not None:
+            failed += 1
+            _error(problem)
+            records.append({"path": path, "error": problem})
+            continue
         try:
             image = read_image(path)
             faces = analyze(image, detector, classifier)
@@ -257,27 +346,47 @@ def cmd_predict(args) -> int:
         records.append({"path": path, "faces": [f.to_dict() for f in faces]})
         if not args.json:
             _print_table(path, faces)
-        if out_dir is not None:
-            _write_image(_unique_path(out_dir, Path(path).name, taken),
-                         annotate(image, faces, copy=False))
+        if out is not None:
+            try:
+                _write_image(out, annotate(image, faces, copy=False), args.overwrite)
+            except Exception as err:  # a full disk, a file created meanwhile: this one only
+                failed += 1
+                records[-1]["error"] = f"cannot write annotated image {str(out)!r}: {err}"
+                _error(records[-1]["error"])
     if args.json:
         print(json.dumps(records, indent=2))
     if failed:
-        _error(f"{failed} of {len(args.images)} image(s) could not be processed")
+        _error(f"{failed} of {len(images)} image(s) could not be processed")
     return EXIT_FAILED if failed else EXIT_OK
 
 
 def _run_stream(args, source) -> int:
-    from .video import process_video
+    import warnings
 
+    from .files import check_output_path
+    from .video import FOURCC_BY_EXTENSION, process_video
+
+    inputs = [source] if isinstance(source, str) else []
+    for what, path, suffixes in (("output video", args.output, set(FOURCC_BY_EXTENSION)),
+                                 ("CSV file", args.csv, None),
+                                 ("JSONL file", args.jsonl, None)):
+        if path:  # before the models load; process_video checks again, and more
+            check_output_path(path, what=what, inputs=inputs, suffixes=suffixes,
+                              overwrite=args.overwrite)
     detector, classifier = _load_models(args)
-    summary = process_video(
-        source, detector=detector, classifier=classifier, output=args.output,
-        csv=args.csv, jsonl=args.jsonl, smoothing=args.smoothing, display=args.display,
-        progress=not args.no_progress, max_frames=args.max_frames, every=args.every,
-    )
+    with warnings.catch_warnings():  # reported below, in the command's own words
+        warnings.filterwarnings("ignore", message=".*unreadable frame")
+        summary = process_video(
+            source, detector=detector, classifier=classifier, output=args.output,
+            csv=args.csv, jsonl=args.jsonl, smoothing=args.smoothing, display=args.display,
+            progress=not args.no_progress, max_frames=args.max_frames, every=args.every,
+            max_unreadable=args.max_unreadable, overwrite=args.overwrite,
+        )
     print(f"{summary.source}: {summary.frames} frames, {summary.faces} faces in "
           f"{summary.seconds:.1f} s ({summary.fps:.1f} frames/s)")
+    if summary.unreadable_frames:
+        print(f"{PROG}: warning: skipped {summary.unreadable_frames} unreadable frame(s) "
+              f"of {summary.source} (damaged file); they are in no output", file=sys.stderr)
     written = [p for p in (args.output, args.csv, args.jsonl) if p]
     if summary.interrupted:
         print(f"{PROG}: stopped: {summary.reason}", file=sys.stderr)
@@ -286,6 +395,8 @@ def _run_stream(args, source) -> int:
                   file=sys.stderr)
         if summary.reason.startswith("interrupted by the user"):
             return EXIT_INTERRUPTED
+        if summary.reason.startswith("terminated (SIGTERM)"):
+            return EXIT_TERMINATED
         return EXIT_OK if summary.reason == "stopped with 'q'" else EXIT_FAILED
     for p in written:
         print(f"wrote {p}")
@@ -303,7 +414,11 @@ def cmd_webcam(args) -> int:
 def cmd_train(args) -> int:
     from .classifier import EmotionClassifier
     from .datasets import load_image_folder
+    from .files import check_output_path
 
+    # Checked before hours of training, not when saving.
+    out = check_output_path(args.out, what="model file (--out)", suffixes={".keras"},
+                            overwrite=args.overwrite, create_parents=True)
     X, y = load_image_folder(args.data_dir, max_per_class=args.max_per_class)
     validation = None
     if args.validation_dir:  # loaded before training: a bad folder fails at once
@@ -326,7 +441,6 @@ def cmd_train(args) -> int:
         report = evaluate(clf, Xv, yv)
         print(f"validation ({len(Xv)} images): accuracy {report.accuracy:.4f}, "
               f"macro F1 {report.macro_f1:.4f}")
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     clf.save(out)
     print(f"saved model to {out}")
@@ -336,7 +450,12 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from .datasets import load_image_folder
     from .evaluation import evaluate
+    from .files import check_output_path
 
+    if args.out:  # the names EvaluationReport.save writes
+        for name in ("report.json", "report.md", "confusion_matrix.png"):
+            check_output_path(Path(args.out) / name, what="report file",
+                              overwrite=args.overwrite, create_parents=True)
     if args.model:
         from .classifier import EmotionClassifier
 
@@ -403,7 +522,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         _error("interrupted (Ctrl-C)")
         return EXIT_INTERRUPTED
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError, ImportError) as err:
         _error(err)
         return EXIT_FAILED
 
