@@ -98,7 +98,9 @@ def test_parallel_post_fit_on_dask_array_of_crops(client, fer_sample):
     clf = EmotionClassifier.from_pretrained()
     expected_proba = clf.predict_proba(crops)
     wrapped = ParallelPostFit(clf)
-    dX = da.from_array(crops, chunks=(10, 48, 48))
+    # ParallelPostFit maps blocks of a 2-D (samples x features) array, the scikit-learn
+    # layout: each face crop is one row of 48 * 48 pixels, which the classifier reshapes.
+    dX = da.from_array(crops.reshape(len(crops), -1), chunks=(10, 48 * 48))
     with distributed.get_task_stream(client) as stream:
         proba = wrapped.predict_proba(dX)
         labels = wrapped.predict(dX)
