@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 import cv2
@@ -112,6 +113,9 @@ def test_missing_and_unreadable_files(tmp_path, detector, tiny_classifier):
     (np.zeros((0, 10, 3), np.uint8), "empty"),
     (np.array([["a"]]), "dtype"),
     (np.full((10, 10), np.nan), "NaN"),
+    # Used to be clipped to white and return [] without a word:
+    (np.full((40, 40, 3), 200.0), r"float with values up to 200.*divide by 255"),
+    (np.full((40, 40), 4000, np.uint16), r"uint16 with values from 4000 to 4000.*0-255"),
 ])
 def test_bad_arrays(image, match, detector, tiny_classifier):
     with pytest.raises(ValueError, match=match):
@@ -181,3 +185,82 @@ def test_annotate_dicts_gray_and_edge_boxes():
     assert np.any(out[0:50, 0:50] != 100)
     with pytest.raises(TypeError, match="FaceResult or dict"):
         annotate(gray, [(0, 0, 5, 5)])
+
+
+# ------------------------------------------------------------- inputs of every kind
+def test_pil_bytes_and_file_objects_agree_with_the_path(face_frame, detector, tiny_classifier,
+                                                        tmp_path):
+    from PIL import Image
+
+    canvas, _ = face_frame
+    path = tmp_path / "frame.png"  # PNG: lossless, so every reader sees the same pixels
+    assert cv2.imwrite(str(path), canvas)
+    ref = analyze(path, detector, tiny_classifier)
+    assert len(ref) == 1
+    with Image.open(path) as pil, open(path, "rb") as fh:
+        inputs = [pil, pil.convert("RGBA"), path.read_bytes(), bytearray(path.read_bytes()),
+                  fh]
+        for image in inputs:
+            got = analyze(image, detector, tiny_classifier)
+            assert [f.box for f in got] == [f.box for f in ref], type(image)
+            np.testing.assert_allclose(list(got[0].scores.values()),
+                                       list(ref[0].scores.values()), atol=1e-6)
+
+
+def test_a_list_of_inputs_gives_a_list_of_results(face_frame, detector, tiny_classifier,
+                                                   tmp_path):
+    canvas, _ = face_frame
+    path = tmp_path / "frame.png"
+    assert cv2.imwrite(str(path), canvas)
+    blank = np.full((120, 160, 3), 128, np.uint8)
+    got = analyze([str(path), blank, path], detector, tiny_classifier)
+    assert [len(r) for r in got] == [1, 0, 1]
+    assert got[0][0].box == got[2][0].box
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        analyze([path, tmp_path / "nope.png"], detector, tiny_classifier)
+    with pytest.raises(ValueError, match=r"images\[1\] has shape"):
+        analyze([blank, np.zeros((5, 5, 2), np.uint8)], detector, tiny_classifier)
+    # A nested list of numbers is still one (gray) image.
+    assert analyze(np.full((30, 30), 99).tolist(), detector, tiny_classifier) == []
+
+
+@pytest.mark.parametrize("image, match", [
+    (42, "got int"), (None, "got NoneType"), ({"path": "x.png"}, "got dict"),
+])
+def test_other_types_are_refused_naming_the_type(image, match, detector, tiny_classifier):
+    with pytest.raises(TypeError, match=rf"path, bytes, .*PIL image.*{match}"):
+        analyze(image, detector, tiny_classifier)
+
+
+def test_text_mode_file_is_refused(tmp_path, detector, tiny_classifier):
+    path = tmp_path / "a.txt"
+    path.write_text("hello")
+    with open(path) as fh, pytest.raises(TypeError, match="text mode.*'rb'"):
+        analyze(fh, detector, tiny_classifier)
+
+
+# ------------------------------------------------------- bad files: per-file errors
+def test_bad_files_give_a_value_error_or_no_face(tmp_path, detector, tiny_classifier):
+    from helpers_images import write_bad_images
+
+    bad = write_bad_images(tmp_path)
+    for key in ("wide_2x4000", "wide_8x4000", "wide_10x4000"):  # cv2.error/OverflowError
+        assert analyze(bad[key], detector, tiny_classifier) == []
+        assert analyze(cv2.imread(str(bad[key]))[:, :, 0], detector, tiny_classifier) == []
+    for key in ("huge_40000", "corrupt_bmp"):
+        with pytest.raises(ValueError, match=re.escape(bad[key].name)):
+            analyze(bad[key], detector, tiny_classifier)
+
+
+def test_detection_failure_becomes_a_value_error_naming_the_image(detector, tiny_classifier,
+                                                                   monkeypatch):
+    from sklearn.base import clone
+
+    broken = clone(detector)
+
+    def fail(image):
+        raise OverflowError("cannot convert float infinity to integer")
+
+    monkeypatch.setattr(broken, "detect", fail)
+    with pytest.raises(ValueError, match=r"shot.png: face detection failed .*OverflowError"):
+        analyze(np.zeros((20, 20, 3), np.uint8), broken, tiny_classifier, name="shot.png")

@@ -50,6 +50,23 @@ def test_decode_upload_errors_and_downscaling():
     assert decode_upload(png_bytes(big)).shape == (MAX_SIDE // 2, MAX_SIDE, 3)
 
 
+def test_upload_uses_the_library_reader_and_survives_odd_files(detector, tiny_classifier,
+                                                                 monkeypatch):
+    from helpers_images import big_png, corrupt_bmp
+
+    # 1 x 5000 was scaled to a 0-pixel height (cv2.error); 10 x 4000 made YuNet's boxes inf.
+    for shape in ((1, 5000, 3), (10, 4000, 3), (4000, 2, 3)):
+        result = process_upload(png_bytes(np.full(shape, 77, np.uint8)), detector,
+                                tiny_classifier)
+        assert result.faces == [] and result.annotated_rgb.shape[2] == 3
+    for data in (big_png(25000, 25000), corrupt_bmp()):  # 4.5 GB / cv2.error before
+        with pytest.raises(ValueError, match="odd.png"):
+            process_upload(data, detector, tiny_classifier, name="odd.png")
+    monkeypatch.setenv("FERVISION_MAX_IMAGE_PIXELS", "100")  # the library's limit applies
+    with pytest.raises(ValueError, match=r"'tiny.png' is too large.*400 pixels"):
+        decode_upload(png_bytes(np.zeros((20, 20), np.uint8)), "tiny.png")
+
+
 @pytest.fixture
 def app_models(monkeypatch, tiny_model_path, yunet_onnx):
     """Make the app's default models the tiny test model and the shared YuNet file."""
@@ -95,6 +112,14 @@ def test_page_with_a_face(app_models, face_frame):
 def test_page_unreadable_upload(app_models):
     at = run_app(("broken.png", b"\x89PNG garbage", "image/png"))
     assert len(at.error) == 1 and "broken.png" in at.error[0].value
+
+
+def test_page_huge_upload_is_an_error_not_a_crash(app_models):
+    from helpers_images import big_png
+
+    at = run_app(("bomb.png", big_png(25000, 25000), "image/png"))
+    assert len(at.error) == 1 and "bomb.png" in at.error[0].value
+    assert "too large" in at.error[0].value
 
 
 def test_page_no_face(app_models):

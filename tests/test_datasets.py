@@ -206,6 +206,20 @@ def test_load_image_folder_corrupt_file(image_root):
     assert len(X) == 7
 
 
+def test_load_image_folder_skips_files_opencv_or_detection_choked_on(image_root):
+    from helpers_images import write_bad_images
+
+    bad = write_bad_images(image_root / "angry")  # huge and corrupt headers: cv2.error
+    with pytest.raises(ValueError, match="corrupt_header.bmp"):
+        load_image_folder(image_root)
+    with pytest.warns(UserWarning) as record:
+        bunch = load_image_folder(image_root, on_error="skip", return_X_y=False)
+    skipped = " ".join(str(w.message) for w in record)
+    assert bad["huge_40000"].name in skipped and bad["corrupt_bmp"].name in skipped
+    # The extreme aspect ratios are images: read and resized like the rest.
+    assert len(bunch.filenames) == 7 + 3 and bunch.data.shape == (10, 48, 48)
+
+
 def test_load_image_folder_bad_root_and_options(tmp_path, image_root):
     with pytest.raises(ValueError, match="does not exist"):
         load_image_folder(tmp_path / "missing")

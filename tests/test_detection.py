@@ -234,7 +234,7 @@ def test_haar_without_cascade_classifier_explains(monkeypatch, astronaut):
 def test_transform_largest_face_and_no_face_center(yunet, astronaut):
     blank = np.full((120, 200, 3), 50, np.uint8)
     blank[:, 40:160] = 220  # the centred square is bright, the sides dark
-    detector = clone(yunet)
+    detector = clone(yunet).set_params(on_no_face="center")
     assert detector.fit([astronaut]) is detector
     with pytest.warns(NoFaceWarning, match=r"1 of 3 image\(s\) \(indices 1\)"):
         out = detector.transform([astronaut, blank, cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)])
@@ -242,7 +242,8 @@ def test_transform_largest_face_and_no_face_center(yunet, astronaut):
     np.testing.assert_array_equal(detector.no_face_mask_, [False, True, False])
     assert np.all(out[1] == 220)  # centre square crop of the blank image
     np.testing.assert_array_equal(out[0], detector.crop(astronaut, detector.detect(astronaut)[0]))
-    crops, found = detector.crop_largest([astronaut, blank])
+    with pytest.warns(NoFaceWarning):
+        crops, found = detector.crop_largest([astronaut, blank])
     np.testing.assert_array_equal(found, [True, False])
 
 
@@ -251,6 +252,54 @@ def test_transform_on_no_face_raise_names_indices(yunet, astronaut):
     detector = clone(yunet).set_params(on_no_face="raise")
     with pytest.raises(ValueError, match=r"2 of 3 image\(s\), at indices 0, 2"):
         detector.transform([blank, astronaut, blank])
+
+
+def test_default_does_not_invent_a_face(yunet_onnx, astronaut):
+    # A Pipeline(FaceDetector(), classifier) used to label a centre crop of a photo
+    # without a face, with only a warning.
+    from sklearn.pipeline import make_pipeline
+
+    assert FaceDetector().on_no_face == "raise"
+    blank = np.full((200, 300, 3), 90, np.uint8)
+    pipe = make_pipeline(FaceDetector(model_path=str(yunet_onnx)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning-and-carry-on either
+        with pytest.raises(ValueError, match=r"no face found in 1 of 2 .*indices 1 "
+                                             r"\(use on_no_face='center'"):
+            pipe.transform([astronaut, blank])
+
+
+# ----------------------------------------------------------- odd shapes, threads
+@pytest.mark.parametrize("shape", [(2, 4000, 3), (8, 4000, 3), (10, 4000, 3), (8, 4000),
+                                   (4000, 2, 3), (6, 3000, 3), (1, 1, 3)])
+def test_extreme_aspect_ratios_give_no_face(yunet, shape):
+    # Were cv2.error (resize to a 0-pixel height) and OverflowError (YuNet's inf boxes).
+    rng = np.random.default_rng(0)
+    for image in (rng.integers(0, 256, shape, dtype=np.uint8), np.zeros(shape, np.uint8)):
+        assert yunet.detect(image) == []
+
+
+def test_a_user_made_detector_is_safe_to_share_between_threads(yunet_onnx, astronaut):
+    from concurrent.futures import ThreadPoolExecutor
+
+    detector = FaceDetector(model_path=str(yunet_onnx), detect_size=None)
+    # Different sizes: YuNet's input size is per-call state that other threads change.
+    images = [astronaut, cv2.resize(astronaut, (256, 256)), astronaut[:300, :400],
+              cv2.resize(astronaut, (700, 500)), np.full((90, 160, 3), 80, np.uint8)]
+    expected = [[(f.box, round(f.score, 4)) for f in detector.detect(im)] for im in images]
+    assert sum(map(len, expected)) >= 4
+
+    def run(i):
+        return i % len(images), [(f.box, round(f.score, 4))
+                                 for f in detector.detect(images[i % len(images)])]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(run, range(120)))
+    wrong = [i for i, got in results if got != expected[i]]
+    assert wrong == []
+    # The lock is per instance and is neither pickled nor cloned.
+    again = pickle.loads(pickle.dumps(detector))
+    assert "_lock" not in vars(clone(detector)) and again.detect(images[0]) is not None
 
 
 def test_transform_validates_every_image_before_detecting(yunet, astronaut, tmp_path, monkeypatch):
@@ -373,7 +422,7 @@ def test_pipeline_with_emotion_classifier(yunet_onnx, fer_sample):
     images = [fer_scene(X[i]) for i in FER_PICKS]
     labels = y[FER_PICKS]
     pipe = make_pipeline(
-        FaceDetector(model_path=str(yunet_onnx)),
+        FaceDetector(model_path=str(yunet_onnx), on_no_face="center"),
         classifier.EmotionClassifier(backbone="fernet_tiny", epochs=1, batch_size=4, verbose=0),
     )
     with warnings.catch_warnings():

@@ -9,12 +9,16 @@ import pytest
 import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError
 
+from fervision import preprocessing
 from fervision.preprocessing import (
     PREPROCESSING_VERSION,
     ImageEncoder,
+    as_uint8,
     check_images,
+    decode_image,
     flat_features,
     flat_side,
+    read_image,
     resize_gray,
 )
 
@@ -196,3 +200,90 @@ def test_image_encoder_checks_width_of_flattened_input():
 def test_image_encoder_must_be_fitted():
     with pytest.raises(NotFittedError):
         ImageEncoder(8).transform(np.zeros((1, 8, 8)))
+
+
+# ------------------------------------------------------------------ value ranges
+@pytest.mark.parametrize("X", [np.full((1, 8, 8), 4000, np.uint16), np.full((1, 8, 8), -3),
+                               [np.zeros((8, 8), np.uint8), np.full((9, 9), 300, np.int32)]])
+def test_integers_outside_0_255_are_refused_not_rescaled(X):
+    # A 16-bit image used to become values up to 257 (or white in analyze), silently.
+    with pytest.raises(ValueError, match=r"integer images must be 0-255.*// 257"):
+        check_images(X)
+
+
+def test_float_above_one_warns_in_a_list_too():
+    with pytest.warns(UserWarning, match=r"X\[1\] is float with values up to 200"):
+        check_images([np.zeros((4, 4)), np.full((5, 5), 200.0)])
+
+
+def test_as_uint8_shares_the_rules_and_refuses_0_255_floats():
+    np.testing.assert_array_equal(as_uint8(np.array([[0.0, 0.5, 1.0]])), [[0, 128, 255]])
+    np.testing.assert_array_equal(as_uint8(np.array([[0, 7, 255]], np.int64)), [[0, 7, 255]])
+    with pytest.raises(ValueError, match=r"photo is float with values up to 255.*divide by 255"):
+        as_uint8(np.full((4, 4), 255.0), "photo")
+    with pytest.raises(ValueError, match="integer images must be 0-255"):
+        as_uint8(np.full((4, 4), 1000, np.uint16))
+    with pytest.raises(ValueError, match="NaN"):
+        as_uint8(np.full((4, 4), np.nan))
+
+
+# ------------------------------------------------------------------- image files
+def test_read_image_turns_every_decoder_failure_into_a_value_error(tmp_path):
+    from helpers_images import write_bad_images
+
+    bad = write_bad_images(tmp_path)
+    for key in ("huge_40000", "corrupt_bmp"):  # were cv2.error
+        with pytest.raises(ValueError, match=re.escape(bad[key].name)):
+            read_image(bad[key])
+    with pytest.raises(ValueError, match=r"X\[3\]: .*corrupt_header.bmp"):
+        read_image(bad["corrupt_bmp"], name="X[3]")
+    for key in ("wide_2x4000", "wide_8x4000"):  # extreme aspect ratios read fine
+        assert read_image(bad[key]).shape[:2] == tuple(
+            int(v) for v in key.split("_")[1].split("x"))
+
+
+def test_pixel_limit_is_checked_from_the_header_before_decoding(tmp_path, monkeypatch):
+    from helpers_images import big_png
+
+    path = tmp_path / "bomb.png"
+    path.write_bytes(big_png(25000, 25000))  # 77 KB on disk, 625 megapixels decoded
+    assert path.stat().st_size < 200_000
+    monkeypatch.setattr(preprocessing.cv2, "imdecode", lambda *a: pytest.fail("decoded"))
+    with pytest.raises(ValueError, match=r"bomb.png.*625,000,000 pixels.*limit of "
+                                         r"100,000,000.*FERVISION_MAX_IMAGE_PIXELS"):
+        read_image(path)
+    with pytest.raises(ValueError, match="upload.png is too large"):
+        decode_image(path.read_bytes(), name="upload.png")
+
+
+def test_pixel_limit_is_configurable(tmp_path, monkeypatch):
+    import cv2
+
+    path = tmp_path / "small.png"
+    assert cv2.imwrite(str(path), np.zeros((100, 200, 3), np.uint8))
+    assert read_image(path).shape == (100, 200, 3)
+    with pytest.raises(ValueError, match=r"20,000 pixels, more than the limit of 19,999"):
+        read_image(path, max_pixels=19_999)
+    assert read_image(path, max_pixels=20_000).shape == (100, 200, 3)
+    monkeypatch.setenv(preprocessing.MAX_IMAGE_PIXELS_ENV, "1e4")
+    with pytest.raises(ValueError, match="limit of 10,000"):
+        read_image(path)
+    assert read_image(path, max_pixels=10**6).shape == (100, 200, 3)  # argument wins
+    monkeypatch.setenv(preprocessing.MAX_IMAGE_PIXELS_ENV, "lots")
+    with pytest.raises(ValueError, match=r"\$FERVISION_MAX_IMAGE_PIXELS must be a positive "
+                                         r"integer.*'lots'"):
+        read_image(path)
+    with pytest.raises(ValueError, match="max_pixels must be a positive integer"):
+        read_image(path, max_pixels=0)
+
+
+def test_decode_image_bytes_and_type_errors(tmp_path):
+    import cv2
+
+    ok, buf = cv2.imencode(".png", np.full((6, 7, 3), 9, np.uint8))
+    assert decode_image(buf.tobytes()).shape == (6, 7, 3)
+    assert decode_image(bytearray(buf.tobytes()), grayscale=True).shape == (6, 7)
+    with pytest.raises(ValueError, match="x.jpg.*empty, corrupt or not an image"):
+        decode_image(b"", name="x.jpg")
+    with pytest.raises(TypeError, match="must be bytes.*got str"):
+        decode_image("a.png")

@@ -160,3 +160,67 @@ def test_manually_placed_file_used_offline(cache, registry, yunet_onnx):
     cache.mkdir()
     shutil.copy(yunet_onnx, cache / yunet_onnx.name)
     assert weights.fetch("yunet-manual", progress=False) == cache / yunet_onnx.name
+
+
+# ------------------------------------------------------------- timeouts, bad mirrors
+class _TrickleHandler(_QuietHandler):
+    """Announces 10,000 bytes and sends one every 50 ms: never silent long enough for a
+    per-read timeout, and would take over 8 minutes."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "10000")
+        self.end_headers()
+        try:
+            for _ in range(10000):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                if self.server.stopping.wait(0.05):
+                    return
+        except OSError:  # the client hung up: what the timeout should make it do
+            pass
+
+
+@pytest.fixture
+def trickle():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _TrickleHandler)
+    httpd.daemon_threads = True
+    httpd.stopping = threading.Event()
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.stopping.set()
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(5)
+
+
+@pytest.mark.parametrize("how", ["argument", "env"])
+def test_slow_server_hits_the_total_timeout_and_leaves_nothing(how, cache, trickle, registry,
+                                                               monkeypatch):
+    import time
+
+    weights.register("slow", f"{trickle}/slow.onnx", "0" * 64)
+    kwargs = {"timeout": 1.0} if how == "argument" else {}
+    if how == "env":
+        monkeypatch.setenv(weights.TIMEOUT_ENV, "1")
+    start = time.monotonic()
+    with pytest.raises(weights.WeightsUnavailableError, match=r"TimeoutError.*longer than 1 s"):
+        weights.fetch("slow", progress=False, **kwargs)
+    assert time.monotonic() - start < 5
+    assert _files(cache) == []  # no temporary or partial file left in the cache
+
+
+def test_timeout_must_be_positive(cache, registry):
+    weights.register("x", "http://127.0.0.1:9/x.onnx", "0" * 64)
+    with pytest.raises(ValueError, match="timeout must be a positive number"):
+        weights.fetch("x", timeout=0)
+
+
+@pytest.mark.parametrize("base", ["not a url", "/srv/mirror", "file:///srv/mirror"])
+def test_base_url_that_is_not_a_url_is_a_clear_error(base, cache, monkeypatch):
+    monkeypatch.setenv(weights.BASE_URL_ENV, base)
+    with pytest.raises(ValueError, match=r"\$FERVISION_BASE_URL=.* is not a URL.*https://"):
+        weights.fetch("yunet-2023mar", progress=False)
+    assert _files(cache) == []

@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .preprocessing import as_uint8, decode_image
 from .preprocessing import read_image as _read_image
 
 __all__ = [
@@ -49,10 +50,6 @@ DETECTOR_MODEL_ENV = "FERVISION_DETECTOR_MODEL"
 
 _DEFAULTS: dict[str, object] = {}
 _DEFAULTS_LOCK = threading.Lock()
-# OpenCV's FaceDetectorYN keeps per-call state (input size, buffers), so the shared
-# default detector is used by one thread at a time (Streamlit serves each session in
-# its own thread).  Detection is milliseconds; the classifier call is not serialised.
-_DETECT_LOCK = threading.Lock()
 
 
 @dataclass
@@ -168,26 +165,78 @@ def read_image(path) -> np.ndarray:
     return _read_image(path)
 
 
+def _is_pil_image(obj) -> bool:
+    # Checked by module so PIL is only imported when the user already has an image of it.
+    return type(obj).__module__.startswith("PIL.") and hasattr(obj, "convert") and hasattr(
+        obj, "mode")
+
+
+def _is_single_input(obj) -> bool:
+    """An object :func:`to_bgr` reads as one image other than a nested list of numbers."""
+    return (isinstance(obj, str | os.PathLike | bytes | bytearray | memoryview | np.ndarray)
+            or hasattr(obj, "read") or _is_pil_image(obj))
+
+
 def to_bgr(image, *, rgb: bool = False, name: str = "image") -> np.ndarray:
-    """Turn a path or an image array into a 3-channel BGR uint8 array.
+    """Turn any supported image input into a 3-channel BGR uint8 array.
 
     Parameters
     ----------
-    image : str, path-like or ndarray
-        A file, or an array ``(H, W)`` (gray), ``(H, W, 1)``, ``(H, W, 3)`` or
-        ``(H, W, 4)`` (alpha dropped); uint8 0-255 or float 0-1.
+    image : str, path-like, bytes, binary file object, PIL.Image.Image or array-like
+        * a path: the file is read with :func:`fervision.preprocessing.read_image`;
+        * ``bytes`` / ``bytearray`` / ``memoryview``: an encoded image file's content;
+        * an object with ``read()`` opened in binary mode (``open(p, "rb")``,
+          ``io.BytesIO``, an upload): read and decoded like bytes;
+        * a ``PIL.Image.Image``: taken as RGB (its colour order), whatever ``rgb`` says;
+        * an array ``(H, W)`` (gray), ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)``
+          (alpha dropped): uint8 0-255, other integers in 0-255, or float 0-1 (the
+          rules of :func:`fervision.preprocessing.as_uint8`: a float array in 0-255 or
+          a uint16 image is refused, not clipped to white).
     rgb : bool, default=False
-        Arrays are BGR as OpenCV reads them; pass True for RGB arrays (PIL, matplotlib).
+        Arrays are BGR as OpenCV reads them; pass True for RGB arrays (matplotlib,
+        ``np.asarray(pil_image)``).
     name : str
         What to call the input in error messages.
+
+    Raises
+    ------
+    TypeError
+        ``image`` is none of the types above, or a file object opened in text mode.
+    FileNotFoundError
+        A path that does not exist.
+    ValueError
+        An unreadable file or bytes, or an array of the wrong shape, dtype (strings,
+        objects) or range.
     """
     if isinstance(image, str | os.PathLike):
-        return read_image(image)
+        return _read_image(image)
+    if isinstance(image, bytes | bytearray | memoryview):
+        return decode_image(image, name=name)
+    if hasattr(image, "read") and not isinstance(image, np.ndarray):
+        data = image.read()
+        label = getattr(image, "name", None)
+        label = f"{name} (file {label!r})" if isinstance(label, str) else name
+        if isinstance(data, str):
+            raise TypeError(f"{label} is a file opened in text mode; open it with 'rb'")
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"{label}.read() returned {type(data).__name__}, not bytes")
+        return decode_image(data, name=label)
+    if _is_pil_image(image):
+        if image.mode not in ("I", "I;16", "I;16B", "I;16L", "F"):
+            # Palette, gray, RGBA, CMYK, ...: PIL's own conversion (alpha dropped).
+            return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
+        image, rgb = np.asarray(image), True  # 16/32-bit gray: the array range rules
+    elif not isinstance(image, np.ndarray | list | tuple) and not hasattr(image, "__array__"):
+        raise TypeError(
+            f"{name} must be a path, bytes, a binary file object, a PIL image or a numpy "
+            f"array, got {type(image).__name__}"
+        )
     arr = np.asarray(image)
-    if arr.dtype == bool or not (
-        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
-    ):
-        raise ValueError(f"{name} has dtype {arr.dtype}; expected uint8 (0-255) or float (0-1)")
+    if arr.dtype.kind in "USO":
+        raise ValueError(
+            f"{name} ({type(image).__name__}) has dtype {arr.dtype}, not an image: pass a "
+            "path, bytes, a PIL image or a numeric array (analyze also takes a list of those)"
+        )
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
@@ -196,12 +245,7 @@ def to_bgr(image, *, rgb: bool = False, name: str = "image") -> np.ndarray:
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape})")
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{name} contains NaN or infinite values")
-        arr = np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    elif arr.dtype != np.uint8:
-        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    arr = as_uint8(arr, name)
     if arr.ndim == 2:
         return cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR)
     if arr.shape[-1] == 4:
@@ -210,20 +254,26 @@ def to_bgr(image, *, rgb: bool = False, name: str = "image") -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- analyze
-def classify_faces(image_bgr: np.ndarray, detector, classifier):
+def classify_faces(image_bgr: np.ndarray, detector, classifier, *, name: str = "image"):
     """Detect faces and return ``(faces, proba, classes)`` for one BGR uint8 frame.
 
     All crops of the frame go through ONE ``predict_proba`` call.  ``proba`` is
-    ``(k, n_classes)`` float (``(0, n_classes)`` when no face was found).
+    ``(k, n_classes)`` float (``(0, n_classes)`` when no face was found).  An OpenCV or
+    arithmetic failure caused by this one image (an extreme aspect ratio, say) becomes a
+    ``ValueError`` naming ``name``, so a batch can report it and go on.
     """
     classes = [str(c) for c in classifier.classes_]
-    if detector is _DEFAULTS.get("detector"):
-        with _DETECT_LOCK:
-            faces = list(detector.detect(image_bgr))
-            crops = detector.crops(image_bgr, faces)
-    else:
+    try:
+        # Detectors lock their own stateful backend, so they can be shared by threads.
         faces = list(detector.detect(image_bgr))
         crops = detector.crops(image_bgr, faces)
+    except (cv2.error, ArithmeticError) as err:
+        shape = getattr(image_bgr, "shape", None)
+        reason = getattr(err, "err", None) or str(err).strip().splitlines()[-1]
+        raise ValueError(
+            f"{name}: face detection failed on this image (shape {shape}): "
+            f"{type(err).__name__}: {reason}"
+        ) from err
     if not faces:
         return faces, np.zeros((0, len(classes)), dtype=np.float32), classes
     proba = np.asarray(classifier.predict_proba(crops))
@@ -240,31 +290,40 @@ def results_from(faces, proba, classes) -> list[FaceResult]:
     return out
 
 
-def analyze_frame(image_bgr: np.ndarray, detector, classifier) -> list[FaceResult]:
+def analyze_frame(image_bgr: np.ndarray, detector, classifier, *,
+                  name: str = "image") -> list[FaceResult]:
     """:func:`analyze` for a frame already in BGR uint8 with an explicit detector and
-    classifier (no conversion, no defaults): the per-frame step of video processing."""
-    return results_from(*classify_faces(image_bgr, detector, classifier))
+    classifier (no conversion, no defaults): the per-frame step of video processing.
+    ``name`` is what errors call the frame."""
+    return results_from(*classify_faces(image_bgr, detector, classifier, name=name))
 
 
-def analyze(image, detector=None, classifier=None, *, rgb: bool = False) -> list[FaceResult]:
+def analyze(image, detector=None, classifier=None, *, rgb: bool = False, name: str | None = None):
     """Find the faces in an image and recognise the emotion of each.
 
     Parameters
     ----------
-    image : str, path-like or ndarray
-        An image file, or an array in BGR order as OpenCV reads it (gray and BGRA are
-        accepted too).
+    image : image input or list of image inputs
+        One image: a file path, encoded bytes, a binary file object, a
+        ``PIL.Image.Image`` (taken as RGB), or an array in BGR order as OpenCV reads it
+        (gray and BGRA are accepted too; uint8 0-255 or float 0-1, see
+        :func:`to_bgr`).  A list or tuple of such inputs (as DeepFace accepts) gives a
+        list of results, one per input; a nested list of numbers is one array.
     detector : FaceDetector, optional
         Default: ``FaceDetector()``, built once and reused.
     classifier : EmotionClassifier, optional
         A fitted classifier.  Default: ``$FERVISION_MODEL`` when set, else
         ``EmotionClassifier.from_pretrained()``; built once and reused.
     rgb : bool, default=False
-        Set when ``image`` is an RGB array (PIL, matplotlib, Streamlit).
+        Set when ``image`` is an RGB array (matplotlib, Streamlit, ``np.asarray`` of a
+        PIL image).  PIL images, files and bytes know their colour order and ignore it.
+    name : str, optional
+        What to call the image in error messages (default: its path, or ``"image"``;
+        ``"images[i]"`` for list items).
 
     Returns
     -------
-    list of FaceResult
+    list of FaceResult, or list of lists of FaceResult for a list input
         One per face, largest first; ``result.to_dict()`` gives
         ``{"box": [x, y, w, h], "emotion": "happy", "scores": {"angry": 0.01, ...}}``.
 
@@ -273,7 +332,12 @@ def analyze(image, detector=None, classifier=None, *, rgb: bool = False) -> list
     FileNotFoundError
         ``image`` is a path that does not exist.
     ValueError
-        ``image`` is not a readable image, or an array of the wrong shape or dtype.
+        ``image`` is not a readable image (corrupt, larger than
+        :data:`fervision.preprocessing.MAX_IMAGE_PIXELS`, ...), an array of the wrong
+        shape, dtype or range, or an image detection fails on; the message names it.
+        For a list, the first failing item is named by its index.
+    TypeError
+        ``image`` is of a type not listed above.
 
     Examples
     --------
@@ -281,10 +345,24 @@ def analyze(image, detector=None, classifier=None, *, rgb: bool = False) -> list
     >>> for face in fervision.analyze("group.jpg"):  # doctest: +SKIP
     ...     print(face.box, face.emotion, f"{face.confidence:.0%}")
     """
-    bgr = to_bgr(image, rgb=rgb)
+    if isinstance(image, list | tuple) and image and all(_is_single_input(i) for i in image):
+        base = name or "images"
+        return [
+            analyze(item, detector, classifier, rgb=rgb, name=_input_name(item, f"{base}[{i}]"))
+            for i, item in enumerate(image)
+        ]
+    name = name or _input_name(image, "image")
+    bgr = to_bgr(image, rgb=rgb, name=name)  # before loading models: bad input fails fast
     detector = detector if detector is not None else default_detector()
     classifier = classifier if classifier is not None else default_classifier()
-    return analyze_frame(bgr, detector, classifier)
+    return analyze_frame(bgr, detector, classifier, name=name)
+
+
+def _input_name(image, default: str) -> str:
+    if isinstance(image, str | os.PathLike):
+        return f"{default} ({os.fspath(image)!r})" if default != "image" else repr(
+            os.fspath(image))
+    return default
 
 
 # ---------------------------------------------------------------------------- annotate

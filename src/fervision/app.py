@@ -24,6 +24,7 @@ from fervision.analysis import (
     default_classifier,
     default_detector,
 )
+from fervision.preprocessing import decode_image
 
 #: File types the uploader accepts.
 UPLOAD_TYPES = ("jpg", "jpeg", "png")
@@ -51,20 +52,25 @@ class UploadResult:
 def decode_upload(data: bytes, name: str = "upload") -> np.ndarray:
     """Decode uploaded bytes into a BGR uint8 image, scaled down to :data:`MAX_SIDE`.
 
+    The library's one reader (:func:`fervision.preprocessing.decode_image`), so an
+    upload gets the same checks as a file: its pixel limit
+    (``$FERVISION_MAX_IMAGE_PIXELS``, checked before decoding) and a ``ValueError`` for
+    every kind of unreadable file.
+
     Raises
     ------
     ValueError
-        Empty data or not an image OpenCV can decode; the message names ``name``.
+        Empty data, not an image OpenCV can decode, or too many pixels; the message
+        names ``name``.
     """
-    buf = np.frombuffer(data or b"", dtype=np.uint8)
-    image = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
-    if image is None:
-        raise ValueError(
-            f"{name!r} could not be read as an image (empty, corrupt, or not a JPG/PNG file)"
-        )
-    scale = MAX_SIDE / max(image.shape[:2])
+    image = decode_image(bytes(data or b""), name=repr(name))
+    height, width = image.shape[:2]
+    scale = MAX_SIDE / max(height, width)
     if scale < 1:
-        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        # An explicit size of at least 1 pixel: fx/fy would round a 1 x 5000 image's
+        # height to 0 and make cv2.resize fail.
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return image
 
 
@@ -88,10 +94,11 @@ def process_upload(data: bytes, detector, classifier, name: str = "upload") -> U
     Raises
     ------
     ValueError
-        The upload is not a readable image.
+        The upload is not a readable image, or face detection failed on it; the
+        message names ``name``.
     """
     image = decode_upload(data, name)
-    faces = analyze_frame(image, detector, classifier)
+    faces = analyze_frame(image, detector, classifier, name=repr(name))
     annotated = annotate(image, faces, copy=False)
     return UploadResult(cv2.cvtColor(annotated, cv2.COLOR_BGR2RGB), faces)
 

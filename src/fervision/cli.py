@@ -337,7 +337,7 @@ def cmd_predict(args) -> int:
             continue
         try:
             image = read_image(path)
-            faces = analyze(image, detector, classifier)
+            faces = analyze(image, detector, classifier, name=path)
         except (OSError, ValueError) as err:
             failed += 1
             _error(err)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import pathlib
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -47,6 +48,12 @@ _DEFAULT_SCORE = {"yunet": 0.6, "haar": 0.0, "mtcnn": 0.8}
 _YUNET_NMS = 0.3
 _YUNET_TOP_K = 5000
 _HAAR_FILE = "haarcascade_frontalface_default.xml"
+# Images whose shorter side is below this (or below min_face_size) have no face.
+_MIN_IMAGE_SIDE = 10
+# Downscaling for detection (detect_size) stops when the shorter side reaches this.
+_MIN_DETECT_SIDE = 32
+# Guards the lazy creation of each detector's own lock (two threads' first calls).
+_LOCK_INIT = threading.Lock()
 
 
 class NoFaceWarning(UserWarning):
@@ -151,6 +158,19 @@ def check_image(image, name: str = "image") -> np.ndarray:
     return image
 
 
+def _plausible(face: Face, width: int, height: int) -> bool:
+    """A box of positive size that overlaps the image and is at most twice as wide and
+    twice as high as the image.
+
+    Anything else is a backend artefact (seen from YuNet on extreme aspect ratios: a
+    305-pixel-wide "face" in a 1-pixel-wide image), and a huge box would make
+    :meth:`FaceDetector.crop` allocate a huge patch.
+    """
+    x, y, w, h = face.box
+    return (0 < w <= 2 * width and 0 < h <= 2 * height and x < width and y < height
+            and x + w > 0 and y + h > 0)
+
+
 def _to_bgr(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
 
@@ -180,7 +200,8 @@ class FaceDetector(TransformerMixin, BaseEstimator):
         Minimum confidence of a kept face.  None uses the backend's default (YuNet 0.6,
         MTCNN 0.8).  Ignored by the Haar backend, which has no confidence.
     min_face_size : int, default=20
-        Faces whose box is smaller than this (in pixels, either side) are dropped.
+        Faces whose box is smaller than this (in pixels, either side) are dropped, and
+        an image whose shorter side is below ``max(min_face_size, 10)`` has no face.
     max_faces : int or None, default=None
         Keep at most this many faces (the largest) per image.
     margin : float, default=0.1
@@ -200,12 +221,16 @@ class FaceDetector(TransformerMixin, BaseEstimator):
         (boxes and landmarks are mapped back, and crops are cut from the full-resolution
         image).  Detection cost grows with the pixel count, and a face that fills a
         webcam frame is still 100+ pixels at 320, so this keeps video real-time.  Use
-        None (full resolution) for photos with many small faces.
-    on_no_face : {"center", "raise"}, default="center"
-        What :meth:`transform` does with an image without a face: ``"center"`` uses a
-        centred square crop of the whole image and emits one :class:`NoFaceWarning`
-        per call; ``"raise"`` raises ``ValueError`` naming every such image (after
-        checking them all).  Which images had no face is in ``no_face_mask_``.
+        None (full resolution) for photos with many small faces.  A panorama is not
+        scaled below 32 pixels on its shorter side.
+    on_no_face : {"raise", "center"}, default="raise"
+        What :meth:`transform` does with an image without a face.  ``"raise"`` (the
+        default: a pipeline must not classify a face that is not there) raises
+        ``ValueError`` naming the index of every such image, after checking them all.
+        ``"center"`` uses a centred square crop of the whole image instead, emits one
+        :class:`NoFaceWarning` per call and records the images in ``no_face_mask_``;
+        choose it for data sets of already-cropped faces, where the detector may miss
+        a face that fills the image.
 
     Attributes
     ----------
@@ -218,6 +243,11 @@ class FaceDetector(TransformerMixin, BaseEstimator):
     -----
     The loaded detector is cached on the instance but not pickled or cloned; it is
     recreated lazily after unpickling, ``clone`` or ``set_params``.
+
+    One instance may be shared by threads: the backend (OpenCV's ``FaceDetectorYN``
+    keeps per-call state such as the input size) is called under a per-instance lock,
+    so calls to :meth:`detect` on the same instance run one at a time.  For parallel
+    detection give each thread its own ``sklearn.base.clone`` of the detector.
     """
 
     def __init__(
@@ -230,7 +260,7 @@ class FaceDetector(TransformerMixin, BaseEstimator):
         output_size=48,
         align=True,
         model_path=None,
-        on_no_face="center",
+        on_no_face="raise",
         detect_size=320,
     ):
         self.backend = backend
@@ -255,7 +285,7 @@ class FaceDetector(TransformerMixin, BaseEstimator):
     def __getstate__(self):
         # The OpenCV/TensorFlow detector objects cannot be pickled; rebuild lazily.
         state = super().__getstate__()
-        for key in ("_engine", "_engine_key"):
+        for key in ("_engine", "_engine_key", "_lock"):
             state.pop(key, None)
         return state
 
@@ -303,7 +333,8 @@ class FaceDetector(TransformerMixin, BaseEstimator):
         -------
         crops : ndarray of shape (N, output_size, output_size), uint8
         found : ndarray of shape (N,), bool
-            False where no face was found (and ``on_no_face="center"`` was applied).
+            False where no face was found (only with ``on_no_face="center"``, which
+            then used the centred crop; ``"raise"`` raises instead).
         """
         self._check_params()
         images = self._load_batch(X)
@@ -349,17 +380,39 @@ class FaceDetector(TransformerMixin, BaseEstimator):
         """
         self._check_params()
         image = check_image(image)
+        height, width = image.shape[:2]
+        if min(height, width) < max(self.min_face_size, _MIN_IMAGE_SIDE):
+            return []  # a 2 x 4000 strip holds no face (and YuNet returns junk boxes on it)
+        backend = getattr(self, f"_detect_{self.backend}")
         scale = 1.0
-        longest = max(image.shape[:2])
-        if self.detect_size is not None and longest > self.detect_size:
-            scale = self.detect_size / longest
-            small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            faces = [f.scaled(1.0 / scale) for f in getattr(self, f"_detect_{self.backend}")(small)]
+        small = image
+        if self.detect_size is not None and max(height, width) > self.detect_size:
+            # Keep a panorama's shorter side at >= _MIN_DETECT_SIDE pixels: on inputs a
+            # few pixels high YuNet returns inf or junk boxes, and misses real faces.
+            scale = max(self.detect_size / max(height, width),
+                        min(1.0, _MIN_DETECT_SIDE / min(height, width)))
+        if scale < 1.0:
+            # An explicit size of at least 1 pixel: fx/fy would round a 2 x 4000 image's
+            # height to 0 and make cv2.resize fail.
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         else:
-            faces = getattr(self, f"_detect_{self.backend}")(image)
-        faces = [f for f in faces if min(f.box[2], f.box[3]) >= self.min_face_size]
+            scale = 1.0
+        with self._backend_lock():  # the backends keep per-call state: one call at a time
+            faces = backend(small)
+        if scale != 1.0:
+            faces = [f.scaled(1.0 / scale) for f in faces]
+        faces = [f for f in faces if _plausible(f, width, height)
+                 and min(f.box[2], f.box[3]) >= self.min_face_size]
         faces.sort(key=lambda f: (f.area, f.score), reverse=True)
         return faces if self.max_faces is None else faces[: self.max_faces]
+
+    def _backend_lock(self) -> threading.Lock:
+        lock = self.__dict__.get("_lock")
+        if lock is None:
+            with _LOCK_INIT:
+                lock = self.__dict__.setdefault("_lock", threading.Lock())
+        return lock
 
     def _score_threshold(self) -> float:
         if self.score_threshold is None:
@@ -389,6 +442,8 @@ class FaceDetector(TransformerMixin, BaseEstimator):
         _, raw = detector.detect(_to_bgr(image))
         if raw is None:
             return []
+        # On images a few pixels high YuNet returns rows of inf/NaN: not faces.
+        raw = raw[np.isfinite(raw).all(axis=1)]
         # Row: x, y, w, h, 5 x (x, y) landmarks, score.
         return [Face(row[:4], row[14], row[4:14].reshape(5, 2)) for row in raw]
 

@@ -14,15 +14,32 @@ Rules
   column.  When ``D`` is not a perfect square it is zero-padded at the end to the next
   square (``D=2000`` -> 45 x 45 = 2025 values), so any width is accepted and the same
   width always maps to the same layout.
-* Integer dtypes are 0-255 and are divided by 255; float dtypes are taken as 0-1 and
-  used as they are.
+* Integer dtypes are 0-255 and are divided by 255; values outside 0-255 (a 16-bit
+  image, say) are refused rather than silently clipped or rescaled.  Float dtypes are
+  taken as 0-1 and used as they are; float data that is clearly 0-255 (maximum above
+  1.5) gets a warning here (scikit-learn estimators accept any float) and is refused by
+  :func:`as_uint8`, the converter :func:`fervision.analyze` uses, which cannot
+  represent it.
 * A list of images of different sizes is accepted; each is resized on its own.
+
+Image files
+-----------
+:func:`read_image` (files) and :func:`decode_image` (encoded bytes) are the one reader
+used by :func:`fervision.analyze`, the command-line tool, the app and the dataset
+loaders.  Every failure to read one file is a ``ValueError`` naming it (or
+``FileNotFoundError``), so a batch can report it and go on.  An image whose header
+declares more than :data:`MAX_IMAGE_PIXELS` pixels (``$FERVISION_MAX_IMAGE_PIXELS``
+when set, or the ``max_pixels`` argument) is refused before it is decoded: a 600 KB
+PNG can declare 25,000 x 25,000 pixels and take gigabytes once decoded.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import numbers
+import os
+import re
 import warnings
 
 import cv2
@@ -35,6 +52,13 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # RGB weights (BT.601
 #: Version of the preprocessing rules above.  Saved with every model; bump it when a
 #: change would make an old model see different input for the same image.
 PREPROCESSING_VERSION = 1
+
+#: Default largest image :func:`read_image` and :func:`decode_image` decode, in pixels
+#: (width x height, as declared by the file's header): 100 megapixels, 300 MB as BGR.
+#: Override with ``$FERVISION_MAX_IMAGE_PIXELS`` or the ``max_pixels`` argument.
+MAX_IMAGE_PIXELS = 100_000_000
+#: Environment variable overriding :data:`MAX_IMAGE_PIXELS`.
+MAX_IMAGE_PIXELS_ENV = "FERVISION_MAX_IMAGE_PIXELS"
 
 
 def _check_dtype(arr: np.ndarray, where: str) -> None:
@@ -80,18 +104,159 @@ def _to_gray(img: np.ndarray, where: str) -> np.ndarray:
     )
 
 
-def read_image(path, *, grayscale: bool = False, name: str | None = None) -> np.ndarray:
+def max_image_pixels(max_pixels=None) -> int:
+    """The pixel limit in force: ``max_pixels``, else ``$FERVISION_MAX_IMAGE_PIXELS``,
+    else :data:`MAX_IMAGE_PIXELS`.
+
+    Raises
+    ------
+    ValueError
+        The value (argument or environment variable) is not a positive integer.
+    """
+    source, value = "max_pixels", max_pixels
+    if value is None:
+        env = os.environ.get(MAX_IMAGE_PIXELS_ENV, "").strip()
+        if not env:
+            return MAX_IMAGE_PIXELS
+        source, value = f"${MAX_IMAGE_PIXELS_ENV}", env
+        try:  # "100000000", "100_000_000" and "1e8" all mean the same
+            value = int(env) if env.lstrip("+").replace("_", "").isdigit() else float(env)
+        except ValueError:
+            pass
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{source} must be a positive integer (pixels), got {value!r}")
+    return int(value)
+
+
+def _header_pixels(data: np.ndarray) -> tuple[int, bool] | None:
+    """Width x height declared by an encoded image's header, read without decoding.
+
+    PIL's ``Image.open`` is lazy: it parses the header only.  Returns ``(pixels,
+    exact)``; ``exact`` is False when ``pixels`` is only a lower bound.  ``None`` when
+    PIL does not know the format or cannot parse the header (OpenCV then decides, within
+    its own ``CV_IO_MAX_IMAGE_PIXELS`` limit of 2**30 pixels).
+    """
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow comes with matplotlib
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DecompressionBombWarning: we apply our own limit
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+        except Image.DecompressionBombError as err:
+            # PIL refuses more than 2 * Image.MAX_IMAGE_PIXELS at open time, before the
+            # size can be read; its message has the count ("Image size (N pixels)"), else
+            # that bound is a lower bound of the real size.
+            found = re.search(r"\((\d+) pixels\)", str(err))
+            if found:
+                return int(found.group(1)), True
+            return (2 * int(Image.MAX_IMAGE_PIXELS), False) if Image.MAX_IMAGE_PIXELS else None
+        except Exception:  # noqa: BLE001 - unknown format or a corrupt header: OpenCV decides
+            return None
+    return int(width) * int(height), True
+
+
+def _cv2_message(err: Exception) -> str:
+    # cv2.error's str() is several lines with the source path; .err is the reason alone.
+    return getattr(err, "err", None) or str(err).strip().splitlines()[-1]
+
+
+def _decode(data: np.ndarray, grayscale: bool, what: str, max_pixels,
+            prefix: str = "") -> np.ndarray:
+    """Decode encoded image bytes; every failure is a ``ValueError`` naming ``what``."""
+    if data.size == 0:
+        raise ValueError(f"{prefix}cannot decode {what} (empty, corrupt or not an image)")
+    limit = max_image_pixels(max_pixels)
+    header = _header_pixels(data)
+    if header is not None and header[0] >= limit and (header[0] > limit or not header[1]):
+        declared = f"{header[0]:,}" if header[1] else f"more than {header[0]:,}"
+        raise ValueError(
+            f"{prefix}{what} is too large: its header declares {declared} pixels, more than "
+            f"the limit of {limit:,}. Raise the limit with ${MAX_IMAGE_PIXELS_ENV} or "
+            "max_pixels= if the image is trusted, or scale it down first."
+        )
+    flags = cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR
+    try:
+        img = cv2.imdecode(data, flags)
+    except cv2.error as err:  # a corrupt header, OpenCV's own size limit, ...
+        raise ValueError(f"{prefix}cannot decode {what}: {_cv2_message(err)}") from None
+    if img is None or img.size == 0:
+        raise ValueError(f"{prefix}cannot decode {what} (empty, corrupt or not an image)")
+    if img.shape[0] * img.shape[1] > limit:  # a format whose header PIL could not read
+        raise ValueError(
+            f"{prefix}{what} is too large: {img.shape[1]} x {img.shape[0]} pixels, more than "
+            f"the limit of {limit:,} (${MAX_IMAGE_PIXELS_ENV} or max_pixels= raise it)"
+        )
+    return img
+
+
+def decode_image(data, *, grayscale: bool = False, name: str = "image bytes",
+                 max_pixels: int | None = None) -> np.ndarray:
+    """Decode an encoded image (the bytes of a JPG, PNG, ... file).
+
+    Parameters
+    ----------
+    data : bytes, bytearray, memoryview or 1-D uint8 ndarray
+        The file's content.
+    grayscale : bool, default=False
+        Return ``(H, W)`` gray instead of ``(H, W, 3)`` BGR.
+    name : str, default="image bytes"
+        What to call the input in error messages (an upload's file name, say).
+    max_pixels : int, optional
+        Refuse images whose header declares more pixels than this; default
+        ``$FERVISION_MAX_IMAGE_PIXELS``, else :data:`MAX_IMAGE_PIXELS`.
+
+    Returns
+    -------
+    ndarray of shape (H, W, 3) or (H, W), uint8
+
+    Raises
+    ------
+    ValueError
+        Empty, corrupt, not an image, or larger than the pixel limit; the message names
+        ``name``.
+    """
+    if isinstance(data, np.ndarray):
+        buf = data.reshape(-1).view(np.uint8) if data.dtype == np.uint8 else None
+    elif isinstance(data, bytes | bytearray | memoryview):
+        buf = np.frombuffer(data, dtype=np.uint8)
+    else:
+        buf = None
+    if buf is None:
+        raise TypeError(
+            f"{name} must be bytes (an encoded image file), got {type(data).__name__}"
+        )
+    return _decode(buf, grayscale, name, max_pixels)
+
+
+def read_image(path, *, grayscale: bool = False, name: str | None = None,
+               max_pixels: int | None = None) -> np.ndarray:
     """Read an image file: BGR ``(H, W, 3)`` uint8, or ``(H, W)`` with ``grayscale``.
 
     ``np.fromfile`` + ``cv2.imdecode`` rather than ``cv2.imread``: imread returns None
     for every failure alike and cannot open non-ASCII paths on Windows.
+
+    Parameters
+    ----------
+    path : str or path-like
+    grayscale : bool, default=False
+    name : str, optional
+        Prefix for error messages (e.g. ``"X[3]"``).
+    max_pixels : int, optional
+        Refuse images whose header declares more pixels than this, before decoding;
+        default ``$FERVISION_MAX_IMAGE_PIXELS``, else :data:`MAX_IMAGE_PIXELS`.
 
     Raises
     ------
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If it is not a readable image (a folder, empty, corrupt, unknown format).
+        If it is not a readable image (a folder, empty, corrupt, unknown format, or
+        larger than the pixel limit); the message names the file.
     """
     from pathlib import Path
 
@@ -103,13 +268,7 @@ def read_image(path, *, grayscale: bool = False, name: str | None = None) -> np.
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
         raise ValueError(f"{prefix}cannot read image file {str(path)!r}: {err}") from None
-    flags = cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR
-    img = cv2.imdecode(data, flags) if data.size else None
-    if img is None:
-        raise ValueError(
-            f"{prefix}cannot decode image file {str(path)!r} (empty, corrupt or not an image)"
-        )
-    return img
+    return _decode(data, grayscale, f"image file {str(path)!r}", max_pixels, prefix)
 
 
 def resize_gray(img: np.ndarray, size: int) -> np.ndarray:
@@ -145,14 +304,58 @@ def _check_finite(batch: np.ndarray, name: str, offset: int = 0) -> None:
             )
 
 
-def _warn_range(batch: np.ndarray, name: str) -> None:
-    if np.issubdtype(batch.dtype, np.floating) and batch.size and float(batch.max()) > 1.5:
-        warnings.warn(
-            f"{name} is float with values up to {float(batch.max()):.3g}; float images are "
-            "taken as 0-1. Pass uint8 for 0-255 data, or divide by 255.",
-            UserWarning,
-            stacklevel=3,
-        )
+def _check_range(arr: np.ndarray, where: str, *, strict: bool) -> None:
+    """The value-range rule shared by the estimator path and :func:`as_uint8`.
+
+    Integers must be 0-255 in both (a uint16 image is refused, not clipped to white).
+    Float data that is clearly 0-255 (maximum above 1.5) warns when ``strict`` is
+    False (estimators accept any float, e.g. standardised features) and raises when it
+    is True (conversion to uint8 would clip it to white).
+    """
+    if arr.size == 0 or arr.dtype == np.uint8:
+        return
+    if np.issubdtype(arr.dtype, np.integer):
+        lo, hi = arr.min(), arr.max()
+        if lo < 0 or hi > 255:
+            raise ValueError(
+                f"{where} has dtype {arr.dtype} with values from {lo} to {hi}; integer "
+                "images must be 0-255. Convert 16-bit images (0-65535) with "
+                "(image // 257).astype(np.uint8); scale other data to uint8 0-255 or "
+                "float 0-1."
+            )
+    elif np.issubdtype(arr.dtype, np.floating):
+        hi = float(arr.max())
+        if hi > 1.5:
+            message = (
+                f"{where} is float with values up to {hi:.3g}; float images are taken as "
+                "0-1. Pass uint8 for 0-255 data, or divide by 255."
+            )
+            if strict:
+                raise ValueError(message)
+            warnings.warn(message, UserWarning, stacklevel=4)
+
+
+def as_uint8(image, name: str = "image") -> np.ndarray:
+    """Convert one image array to uint8 0-255 under the rules of :func:`check_images`.
+
+    uint8 is returned as it is; other integers must be 0-255; floats are 0-1 (slightly
+    outside is clipped; clearly 0-255 data, maximum above 1.5, is refused rather than
+    clipped to white).  The shape is not checked.
+
+    Raises
+    ------
+    ValueError
+        Non-numeric dtype, NaN/inf, or values outside the ranges above; the message
+        names ``name``.
+    """
+    arr = np.asarray(image)
+    _check_dtype(arr, name)
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    _check_range(arr, name, strict=True)
+    if np.issubdtype(arr.dtype, np.floating):
+        return np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return arr.astype(np.uint8, copy=False)
 
 
 def _is_sparse(X) -> bool:
@@ -252,7 +455,7 @@ def _check_array(arr: np.ndarray, size: int, name: str) -> np.ndarray:
             f"(N, H, W, 1), (N, H, W, 3) or flattened (N, D){hint}"
         )
     _check_finite(arr, name)
-    _warn_range(arr, name)
+    _check_range(arr, name, strict=False)
     arr = _to_float01(arr)
     if arr.ndim == 4:
         arr = arr[..., 0] if arr.shape[-1] == 1 else arr @ _LUMA
@@ -280,6 +483,7 @@ def _check_list(items: list, size: int, name: str) -> np.ndarray:
         if img.ndim == 3:
             _to_gray(img[:1, :1], where)  # channel check only
         _check_finite(img[None], name, offset=i)
+        _check_range(img, where, strict=False)
         converted.append(img)
     for i, img in enumerate(converted):
         out[i, ..., 0] = resize_gray(_to_gray(_to_float01(img), f"{name}[{i}]"), size)

@@ -13,13 +13,21 @@ Environment variables
     ``~/.cache/fervision`` on Linux).  To work offline, put the files there by hand.
 ``FERVISION_BASE_URL``
     A mirror: when set, a weight is downloaded from ``FERVISION_BASE_URL`` + its file
-    name instead of its registered URL (a ``/`` is inserted when missing).
+    name instead of its registered URL (a ``/`` is inserted when missing).  It must be
+    an ``http://``, ``https://`` or ``ftp://`` URL.
+``FERVISION_DOWNLOAD_TIMEOUT``
+    Seconds one download may take in all (default :data:`DOWNLOAD_TIMEOUT`).  A server
+    that trickles bytes is cut off at this deadline, not only one that goes silent, and
+    the partial download is deleted: nothing unverified is ever left in the cache.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
+import time
+import urllib.parse
 from dataclasses import dataclass
 
 import pooch
@@ -36,6 +44,13 @@ __all__ = [
 
 CACHE_ENV = "FERVISION_CACHE"
 BASE_URL_ENV = "FERVISION_BASE_URL"
+TIMEOUT_ENV = "FERVISION_DOWNLOAD_TIMEOUT"
+#: Default total time, in seconds, one download may take (``fetch(timeout=...)`` or
+#: ``$FERVISION_DOWNLOAD_TIMEOUT`` override it).
+DOWNLOAD_TIMEOUT = 300.0
+# A connection that sends nothing for this long fails at once (seconds).
+_STALL_TIMEOUT = 30.0
+_URL_SCHEMES = ("http", "https", "ftp")
 
 
 class WeightsUnavailableError(OSError):
@@ -124,15 +139,85 @@ def _entry(name: str) -> WeightEntry:
 
 
 def url_for(name: str) -> str:
-    """URL :func:`fetch` downloads ``name`` from (honours ``FERVISION_BASE_URL``)."""
+    """URL :func:`fetch` downloads ``name`` from (honours ``FERVISION_BASE_URL``).
+
+    Raises
+    ------
+    ValueError
+        ``FERVISION_BASE_URL`` is set but is not an http(s) or ftp URL with a host.
+    """
     entry = _entry(name)
     base = os.environ.get(BASE_URL_ENV)
     if base:
-        return base.rstrip("/") + "/" + entry.filename
+        parts = urllib.parse.urlsplit(base.strip())
+        if parts.scheme.lower() not in _URL_SCHEMES or not parts.netloc:
+            raise ValueError(
+                f"${BASE_URL_ENV}={base!r} is not a URL: expected a mirror folder such as "
+                "'https://example.org/fervision-weights/' (http, https or ftp); unset it "
+                "to download from the registered URL"
+            )
+        return base.strip().rstrip("/") + "/" + entry.filename
     return entry.url
 
 
-def fetch(name: str, *, progress: bool = True) -> pathlib.Path:
+def _resolve_timeout(timeout) -> float:
+    source, value = "timeout", timeout
+    if value is None:
+        env = os.environ.get(TIMEOUT_ENV, "").strip()
+        if not env:
+            return DOWNLOAD_TIMEOUT
+        source, value = f"${TIMEOUT_ENV}", env
+        try:
+            value = float(env)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            math.isfinite(value) and value > 0):
+        raise ValueError(f"{source} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+class _DeadlineDownloader:
+    """A pooch downloader for http(s) with a deadline over the whole transfer.
+
+    requests' own ``timeout`` bounds each socket read, so a server sending one byte a
+    second never trips it; pooch's HTTPDownloader also reads fixed 1 KB chunks, each of
+    which may wait for 1,024 such bytes.  Here every read returns what one socket read
+    gave (``read1``), and the deadline is checked after each.  Raising lets pooch delete
+    its temporary file.
+    """
+
+    def __init__(self, timeout: float, progress: bool):
+        self.timeout = timeout
+        self.progress = progress
+
+    def __call__(self, url, output_file, pooch_obj=None):
+        import requests
+        from tqdm.auto import tqdm
+
+        deadline = time.monotonic() + self.timeout
+        socket_timeout = min(_STALL_TIMEOUT, self.timeout)
+        with requests.get(url, stream=True, timeout=socket_timeout) as response:
+            response.raise_for_status()
+            total = int(response.headers.get("content-length") or 0) or None
+            with open(output_file, "wb") as out, tqdm(
+                total=total, unit="B", unit_scale=True, leave=True,
+                disable=not self.progress, desc=pathlib.Path(str(output_file)).name,
+            ) as bar:
+                while True:
+                    chunk = response.raw.read1(1 << 16, decode_content=True)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    bar.update(len(chunk))
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(
+                            f"the download took longer than {self.timeout:g} s "
+                            f"(${TIMEOUT_ENV} or fetch(timeout=...) allow more)"
+                        )
+
+
+def fetch(name: str, *, progress: bool = True, timeout: float | None = None) -> pathlib.Path:
     """Return the local path of registered weights, downloading them if needed.
 
     A cached file whose SHA-256 matches is used without any network access.  Otherwise
@@ -145,6 +230,9 @@ def fetch(name: str, *, progress: bool = True) -> pathlib.Path:
         A registered name, see :func:`list_weights`.
     progress : bool, default=True
         Show a tqdm progress bar while downloading.
+    timeout : float, optional
+        Seconds the whole download may take (default ``$FERVISION_DOWNLOAD_TIMEOUT``,
+        else :data:`DOWNLOAD_TIMEOUT`); a partial download is deleted.
 
     Returns
     -------
@@ -157,13 +245,23 @@ def fetch(name: str, *, progress: bool = True) -> pathlib.Path:
     WeightsHashError
         The download's SHA-256 differs from the registered one; nothing is cached.
     WeightsUnavailableError
-        The file is not cached and the download failed; the message gives the URL and
-        the exact path to put the file at.
+        The file is not cached and the download failed or ran past ``timeout``; the
+        message gives the URL and the exact path to put the file at.
+    ValueError
+        ``FERVISION_BASE_URL`` is not a URL, or the timeout is not a positive number.
     """
     entry = _entry(name)
     url = url_for(name)
+    seconds = _resolve_timeout(timeout)
     folder = cache_dir()
     target = folder / entry.filename
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme in ("http", "https"):
+        downloader = _DeadlineDownloader(seconds, progress)
+    elif scheme == "ftp":  # pooch's, with the timeout on each socket operation only
+        downloader = pooch.FTPDownloader(timeout=seconds, progressbar=progress)
+    else:  # doi:, sftp: (registered by a user): pooch chooses
+        downloader = None
     try:
         path = pooch.retrieve(
             url,
@@ -171,6 +269,7 @@ def fetch(name: str, *, progress: bool = True) -> pathlib.Path:
             fname=entry.filename,
             path=folder,
             progressbar=progress,
+            downloader=downloader,
         )
     except ValueError as err:
         # pooch raises ValueError for a hash mismatch and has already deleted the
