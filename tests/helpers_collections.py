@@ -17,7 +17,7 @@ def _variant(image: np.ndarray, i: int) -> np.ndarray:
     # Different sizes, mirrorings, brightness and placements, so the faces, boxes and
     # scores differ from image to image; every 5th image has no face at all.
     if i % 5 == 4:
-        return np.full((160 + i, 200, 3), 40 + 3 * i, np.uint8)
+        return np.full((160 + i, 200, 3), (40 + 3 * i) % 256, np.uint8)
     out = cv2.flip(image, 1) if i % 2 else image
     scale = 0.5 + 0.05 * (i % 11)
     out = cv2.resize(out, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
