@@ -223,34 +223,32 @@ def _check_outputs(source, outputs: dict, overwrite: bool) -> dict:
     return checked
 
 
-class _Terminated(Exception):
-    """Raised in the main thread by the SIGTERM handler of :func:`process_video`."""
-
-
 class _OnSigterm:
-    """Turn SIGTERM into :class:`_Terminated` while a run is on, like Ctrl-C.
+    """Note SIGTERM while a run is on; the run stops after the frame in progress.
 
     ``kill`` (a service manager, ``timeout``, a container stop) sends SIGTERM, whose
     default action kills the process at once: an ``.mp4`` would lose its index and not
-    play.  Handled, the run stops between two Python steps and closes its outputs.  A
-    second SIGTERM while closing is ignored, so that the close completes.  Signal
-    handlers can only be set from the main thread; elsewhere this does nothing.
+    play.  Handled, the frame being analysed is finished and written to every output
+    (so they all hold the same frames), then the run stops and closes them, like
+    Ctrl-C.  Signal handlers can only be set from the main thread; elsewhere this does
+    nothing.
     """
 
+    def __init__(self):
+        self.previous, self.requested = None, False
+
     def __enter__(self):
-        self.previous, self.fired = None, False
         if threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGTERM, self._handle)
         return self
 
     def _handle(self, signum, frame):
-        if not self.fired:
-            self.fired = True
-            raise _Terminated
+        self.requested = True
 
     def __exit__(self, *exc):
         if self.previous is not None:
             signal.signal(signal.SIGTERM, self.previous)
+            self.previous = None
         return False
 
 
@@ -448,6 +446,11 @@ def process_video(
     try:
         sigterm.__enter__()
         while True:
+            if sigterm.requested:
+                user_stopped = True
+                summary.interrupted = True
+                summary.reason = f"terminated (SIGTERM) after {summary.frames} frames"
+                break
             if max_frames is not None and summary.frames >= int(max_frames):
                 summary.reason = f"max_frames={int(max_frames)} reached"
                 break
@@ -498,12 +501,7 @@ def process_video(
         user_stopped = True
         summary.interrupted = True
         summary.reason = f"interrupted by the user (Ctrl-C) after {summary.frames} frames"
-    except _Terminated:
-        user_stopped = True
-        summary.interrupted = True
-        summary.reason = f"terminated (SIGTERM) after {summary.frames} frames"
     finally:
-        sigterm.fired = True  # a SIGTERM from here on must not interrupt the closing
         cap.release()
         outputs.close()
         if bar is not None:
