@@ -204,6 +204,13 @@ def test_cli_predict_output(tree, reference, tmp_path, capsys):
     assert out.read_bytes() == data
     err = capsys.readouterr().err
     assert f"2 of {len(records)}" in err
+    # A finished file is not replaced by accident; --overwrite replaces it.
+    out.write_bytes(b"keep")
+    assert main(["predict", str(tree), "--output", str(out), "--no-progress"]) == 2
+    assert out.read_bytes() == b"keep" and "--overwrite" in capsys.readouterr().err
+    assert main(["predict", str(tree), "--output", str(out), "--overwrite",
+                 "--no-progress"]) == EXIT_FAILED
+    assert out.read_bytes() == data
 
 
 def test_cli_resume_after_kill_9(tree, tmp_path):

@@ -446,6 +446,13 @@ def predict_command(args, error) -> int:
                 raise FileNotFoundError(f"detector model not found: {args.detector_model!r}")
             kwargs["model_path"] = args.detector_model
         detector = FaceDetector(**kwargs)
+    if (Path(args.output).exists() and not args.resume
+            and not getattr(args, "overwrite", False)):
+        # The command's rule for every output: a finished run's results are never
+        # replaced by accident (--resume continues them, --overwrite replaces them).
+        error(f"{args.output} exists: add --resume to continue it or --overwrite to "
+              "replace it")
+        return 2
     if args.model and not Path(args.model).is_file():
         raise FileNotFoundError(f"model file not found: {args.model!r}")
     # A model path, not a loaded model: Dask workers then load it themselves.
