@@ -17,11 +17,6 @@ sys.path.insert(0, str(ROOT / "src"))  # document the checkout even if not insta
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("MPLBACKEND", "Agg")
-# TensorFlow 2.21's oneDNN CPU kernels intermittently corrupt the heap while training
-# fernet_tiny at 48x48 here (glibc "double free or corruption", reproduced with a plain
-# Keras fit, gone with oneDNN off).  The gallery trains small float32 models, for which
-# the Eigen kernels are as fast, so the docs build turns oneDNN off.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import fervision  # noqa: E402
 

@@ -8,10 +8,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-# Seen here: TF 2.21's oneDNN custom ops crashed at random ("free(): invalid pointer")
-# while training tiny BatchNorm models in tests; plain Eigen kernels are stable and fast
-# enough for the tiny models the tests use.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# TF_ENABLE_ONEDNN_OPTS is left alone: tests run with oneDNN on, as users do.  (It was
+# once turned off here to hide heap corruption that turned out to be TF 2.21's oneDNN
+# weight gradient of strided 1x1 convolutions; see fervision.backbones._conv_bn.)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

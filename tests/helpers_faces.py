@@ -7,13 +7,6 @@ upscaled and pasted onto a plain canvas the size of a webcam frame.
 
 from __future__ import annotations
 
-import os
-
-# TensorFlow 2.21's oneDNN kernels intermittently corrupt the heap ("free(): invalid
-# pointer") when training BatchNorm models on this CPU; only effective if set before
-# TensorFlow is first imported (conftest.py is the better place; see the report).
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
 import cv2
 import numpy as np
 import pytest

@@ -13,6 +13,7 @@ All layers are built-in Keras layers, so saved models load with ``safe_mode=True
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import keras
@@ -166,6 +167,17 @@ def n_members(model: keras.Model) -> int:
 
 
 def _conv_bn(x, filters, kernel=3, strides=1, act=True, name=None):
+    if kernel == 1 and strides != 1:
+        # A strided 1x1 convolution only reads every ``strides``-th pixel, so it is the
+        # same as subsampling first (a 1x1 max-pool, no weights) and a 1x1 convolution
+        # at stride 1: same outputs, same weights.  Written this way because TF 2.21's
+        # oneDNN kernel for the weight gradient of a *strided 1x1* convolution
+        # corrupts the heap when the batch size is odd and the input has few channels
+        # (8 in fernet_tiny): "double free or corruption" / "munmap_chunk(): invalid
+        # pointer" / segfault on any fit whose last batch is odd.
+        x = layers.MaxPooling2D(1, strides=strides, padding="same",
+                                name=None if name is None else f"{name}_subsample")(x)
+        strides = 1
     x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
                       name=None if name is None else f"{name}_conv")(x)
     x = layers.BatchNormalization(name=None if name is None else f"{name}_bn")(x)
@@ -266,12 +278,49 @@ _APPLICATIONS = {
 }
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
+#: Smallest side the pretrained base of an application backbone runs at: smaller
+#: ``input_size`` images are upsampled to it inside the model.  These networks
+#: downsample 32x and were trained on 224-px photos; at 48 px their last feature map is
+#: 2x2 and the ImageNet filters see faces at a scale they never learned.  96 px (a 3x3
+#: map) keeps a 48-px face at a useful scale for a quarter of the cost of 224 px; pass
+#: a larger ``input_size`` to run the base larger.
+APPLICATION_MIN_SIDE = 96
+
+
+def is_application(backbone) -> bool:
+    """True when ``backbone`` names a ``keras.applications`` (ImageNet) architecture."""
+    return isinstance(backbone, str) and backbone.lower() in _APPLICATIONS
+
+
+def _imagenet_base(ctor, ctor_name, key, side):
+    """``ctor(weights="imagenet")`` with a clear error when the weights cannot be fetched."""
+    try:
+        return ctor(include_top=False, weights="imagenet", input_shape=(side, side, 3))
+    except Exception as err:  # noqa: BLE001 - keras.utils.get_file raises bare Exception
+        # Keras downloads ImageNet weights on first use and reports a failed download
+        # as a bare Exception("URL fetch failure on https://...").
+        raise RuntimeError(
+            f"backbone {key!r}: the ImageNet weights of keras.applications.{ctor_name} "
+            f"could not be fetched ({err}). Download them once with network access "
+            f"(keras.applications.{ctor_name}(include_top=False, weights='imagenet') "
+            "stores them in ~/.keras/models, or copy the file there), or train from "
+            "scratch with weights=None."
+        ) from err
+
 
 def _application_builder(key: str, head_units: int = 256, dropout: float = 0.5):
     ctor_name, min_side, mode = _APPLICATIONS[key]
 
     def build(x, *, weights=None):
-        side = max(int(x.shape[1]), min_side)
+        side = max(int(x.shape[1]), min_side, APPLICATION_MIN_SIDE)
+        if weights is None and int(x.shape[1]) < APPLICATION_MIN_SIDE:
+            warnings.warn(
+                f"backbone {key!r} with weights=None trains an ImageNet architecture from "
+                f"scratch on {int(x.shape[1])}x{int(x.shape[1])} images; such deep "
+                "networks rarely learn from small face datasets (resnet50 stayed below "
+                "chance on FER2013 at 48 px).  Use weights='imagenet' to fine-tune "
+                "pretrained weights, or a backbone made for small faces ('fernet').",
+                UserWarning, stacklevel=3)
         if x.shape[1] != side:
             x = layers.Resizing(side, side, name="to_min_input")(x)
         x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
@@ -285,8 +334,10 @@ def _application_builder(key: str, head_units: int = 256, dropout: float = 0.5):
         else:  # EfficientNet rescales 0-255 itself
             x = layers.Rescaling(255.0)(x)
         ctor = getattr(keras.applications, ctor_name)
-        base = ctor(include_top=False, weights="imagenet" if weights == "imagenet" else None,
-                    input_shape=(side, side, 3))
+        if weights == "imagenet":
+            base = _imagenet_base(ctor, ctor_name, key, side)
+        else:
+            base = ctor(include_top=False, weights=None, input_shape=(side, side, 3))
         base = keras.Model(base.inputs, base.output, name=BASE_NAME)
         if weights not in (None, "imagenet"):
             base.load_weights(str(weights))
@@ -297,7 +348,8 @@ def _application_builder(key: str, head_units: int = 256, dropout: float = 0.5):
         return layers.Dropout(dropout)(x)
 
     build.__name__ = key
-    build.__doc__ = f"keras.applications.{ctor_name} base (min input {min_side}) + GAP head."
+    build.__doc__ = (f"keras.applications.{ctor_name} base (run at >= "
+                     f"{max(min_side, APPLICATION_MIN_SIDE)} px) + GAP head.")
     return build
 
 

@@ -63,6 +63,10 @@ _FORMAT_VERSION = 1
 PHASE1_WEIGHTS = "phase1-weights.npz"
 
 
+#: Parameters a loaded model file does not restore: they name places on disk.
+_LOCAL_PARAMS = frozenset({"checkpoint_dir", "resume"})
+
+
 def _bundled_model_path() -> Path:
     """Where the package's default model lives (package data, no network)."""
     return Path(str(importlib.resources.files("fervision") / "models" / "default.keras"))
@@ -205,6 +209,72 @@ def _save_weights_atomic(model, path: Path) -> None:
 def _load_weights(model, path: Path) -> None:
     with np.load(path, allow_pickle=False) as saved:
         model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
+
+
+@contextlib.contextmanager
+def _process_state_kept():
+    """Leave process-wide random and numeric state as it was before the block.
+
+    A seeded fit seeds Python's, NumPy's, TensorFlow's and Keras's global generators
+    and, through SciKeras, turns on TensorFlow op determinism.  SciKeras restores
+    determinism only when it saw it off, and it asks after setting
+    ``TF_DETERMINISTIC_OPS=1``: TensorFlow reads that variable the first time it is
+    asked, so in a fresh process SciKeras sees determinism "already on" and leaves it
+    on, and every later unseeded fit fails with "Random ops require a seed".  Asking
+    here first records the real state, which is restored afterwards together with the
+    seeds and the Keras dtype policy.
+    """
+    import random
+
+    import tensorflow as tf
+    from keras.src.backend.common import global_state
+    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
+    from tensorflow.python.eager import context
+    from tensorflow.python.framework import config as tf_config
+
+    keras_keys = (GLOBAL_RANDOM_SEED, GLOBAL_SEED_GENERATOR)
+    saved_env = os.environ.get("TF_DETERMINISTIC_OPS")
+    determinism = tf_config.is_op_determinism_enabled()
+    py_state, np_state = random.getstate(), np.random.get_state()
+    tf_seed = context.global_seed()
+    keras_state = {k: global_state.get_global_attribute(k) for k in keras_keys}
+    policy = keras.config.dtype_policy()
+    try:
+        yield
+    finally:
+        if saved_env is None:
+            os.environ.pop("TF_DETERMINISTIC_OPS", None)
+        else:
+            os.environ["TF_DETERMINISTIC_OPS"] = saved_env
+        if tf_config.is_op_determinism_enabled() != determinism:
+            if determinism:
+                tf_config.enable_op_determinism()
+            else:
+                tf_config.disable_op_determinism()
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        if tf_seed != context.global_seed():
+            tf.random.set_seed(tf_seed)
+        for key, value in keras_state.items():
+            global_state.set_global_attribute(key, value)
+        keras.config.set_dtype_policy(policy)
+
+
+def _check_label_types(y) -> None:
+    """Refuse labels that mix strings and numbers (their order is undefined)."""
+    text = number = None
+    for value in y.ravel():
+        if isinstance(value, str | bytes):
+            text = value if text is None else text
+        elif isinstance(value, numbers.Number) and not (
+                isinstance(value, float) and value != value):  # NaN is reported later
+            number = value if number is None else number
+    if text is not None and number is not None:
+        raise ValueError(
+            f"y mixes string and numeric labels (e.g. {text!r} and {number!r}); use one "
+            "type for every label, e.g. all class names or all integers"
+        )
 
 
 def _jsonable(value) -> bool:
@@ -520,7 +590,13 @@ class EmotionClassifier(KerasClassifier):
     def _check_y(y):
         if y is None:
             raise ValueError("requires y to be passed, but the target y is None")
+        if isinstance(y, list | tuple):
+            # np.asarray(["happy", 1]) silently turns 1 into the string "1"; look at
+            # the labels as given first.
+            _check_label_types(np.asarray(y, dtype=object))
         y = np.asarray(y)
+        if y.dtype.kind == "O":
+            _check_label_types(y)
         if y.ndim == 2 and y.shape[1] == 1:
             warnings.warn(
                 "A column-vector y was passed when a 1d array was expected. Please change "
@@ -650,7 +726,7 @@ class EmotionClassifier(KerasClassifier):
         # sample_weight array in place and cannot do "balanced" from unique labels
         # consistently with compute_class_weight; the rest is SciKeras's fit.
         self._fixed_classes = None
-        resolve_tta(self.tta)  # a bad tta fails now, not after hours of training
+        self._check_params()
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
@@ -676,12 +752,74 @@ class EmotionClassifier(KerasClassifier):
             self._soft_targets = None
         return self
 
+    def _fit(self, X, y, sample_weight, warm_start, epochs, initial_epoch, **kwargs):
+        # Overridden (fit and partial_fit both land here) to check the parameters first
+        # and to leave process-wide seeds, op determinism and dtype policy as found.
+        self._check_params()
+        with _process_state_kept():
+            return super()._fit(X, y, sample_weight=sample_weight, warm_start=warm_start,
+                                epochs=epochs, initial_epoch=initial_epoch, **kwargs)
+
+    def initialize(self, X, y):
+        """Build the model without training it (SciKeras's ``initialize``).
+
+        Parameters
+        ----------
+        X : array-like or list of images
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : EmotionClassifier
+        """
+        self._check_params()
+        with _process_state_kept():
+            return super().initialize(X, y)
+
+    def _check_params(self):
+        """Validate the parameters a fit depends on, before any work is done."""
+        resolve_tta(self.tta)  # a bad tta fails now, not after hours of training
+        size = self.input_size
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+            raise ValueError(f"input_size must be a positive int (the side of the square "
+                             f"images the network sees), got {size!r}")
+        for name in ("learning_rate", "fine_tune_learning_rate"):
+            lr = getattr(self, name)
+            if lr is None and name == "fine_tune_learning_rate":
+                continue
+            if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (
+                    np.isfinite(lr) and lr > 0):
+                raise ValueError(f"{name} must be a finite positive number, got {lr!r}")
+        bs = self.batch_size
+        if bs is not None and (isinstance(bs, bool) or not isinstance(bs, numbers.Integral)
+                               or not (bs > 0 or bs == -1)):
+            raise ValueError(f"batch_size must be a positive int, -1 (all samples in one "
+                             f"batch) or None, got {bs!r}")
+
+    def _check_finite_loss(self):
+        # TerminateOnNaN stops Keras at the first non-finite batch loss; the weights are
+        # then NaN and every prediction would be argmax(NaN) = the first class, so the
+        # estimator is left unfitted instead.
+        losses = np.asarray(getattr(self, "history_", {}).get("loss", []), dtype=float)
+        if np.isfinite(losses).all():
+            return
+        epoch = int(np.argmin(np.isfinite(losses))) + 1
+        for attr in ("model_", "history_"):
+            self.__dict__.pop(attr, None)
+        raise FloatingPointError(
+            f"training diverged: the loss became NaN or infinite in epoch {epoch} "
+            f"(learning_rate={self.learning_rate!r}); the model is discarded and the "
+            "estimator is not fitted.  Lower learning_rate, and check the images and "
+            "sample_weight for NaN or infinite values."
+        )
+
     def _monitor(self):
         has_val = self.validation_data is not None or (self.validation_split or 0) > 0
         return "val_loss" if has_val else "loss"
 
     def _training_callbacks(self, backup_name="backup"):
-        return training_callbacks(
+        # TerminateOnNaN first: no checkpoint or backup of NaN weights after it fires.
+        return [keras.callbacks.TerminateOnNaN()] + training_callbacks(
             monitor=self._monitor(), early_stopping=self.early_stopping,
             reduce_lr=self.reduce_lr, checkpoint_dir=self.checkpoint_dir,
             keep_checkpoints=self.keep_checkpoints, resume=self.resume,
@@ -735,13 +873,15 @@ class EmotionClassifier(KerasClassifier):
                 super()._fit_keras_model(X, y, sample_weight=sample_weight,
                                          warm_start=warm_start, epochs=epochs,
                                          initial_epoch=initial_epoch, **kwargs)
+                self._check_finite_loss()
             else:
                 self._fit_two_phases(X, y, sample_weight, warm_start, epochs,
                                      initial_epoch, base, user_callbacks, **kwargs)
             if self.precise_bn:
                 from .batchnorm import recalibrate_batchnorm
 
-                recalibrate_batchnorm(self.model_, X, batch_size=max(self.batch_size or 32, 64),
+                recalibrate_batchnorm(self.model_, X,
+                                      batch_size=max(self._inference_batch_size(len(X)), 64),
                                       progress=bool(self.verbose), seed=0)
         finally:
             self._fit_callbacks = user_callbacks
@@ -767,6 +907,7 @@ class EmotionClassifier(KerasClassifier):
             super()._fit_keras_model(X, y, sample_weight=sample_weight,
                                      warm_start=warm_start, epochs=n1,
                                      initial_epoch=initial_epoch, **kwargs)
+            self._check_finite_loss()
             if phase1 is not None:
                 _save_weights_atomic(self.model_, phase1)
         if epochs - n1:
@@ -780,6 +921,7 @@ class EmotionClassifier(KerasClassifier):
                                      warm_start=bool(n1) or warm_start,
                                      epochs=epochs - n1,
                                      initial_epoch=initial_epoch + n1, **kwargs)
+            self._check_finite_loss()
         if phase1 is not None:
             phase1.unlink(missing_ok=True)
 
@@ -831,10 +973,14 @@ class EmotionClassifier(KerasClassifier):
         X, _ = self._validate_data(X=X, y=None)
         X = self.feature_encoder_.transform(X)
         return predict_with_tta(lambda v: self._forward(v, **kwargs), X, mode,
-                                one_call_below=self.batch_size or 32)
+                                one_call_below=self._inference_batch_size(len(X)))
+
+    def _inference_batch_size(self, n):
+        # SciKeras's batch_size=-1 means "all samples in one batch".
+        return max(int(n), 1) if self.batch_size == -1 else (self.batch_size or 32)
 
     def _forward(self, X, **kwargs):
-        small = len(X) <= (self.batch_size or 32)
+        small = len(X) <= self._inference_batch_size(len(X))
         if small and not kwargs:
             if self.run_eagerly:
                 return np.asarray(self.model_(X, training=False), dtype=np.float32)
@@ -845,6 +991,8 @@ class EmotionClassifier(KerasClassifier):
         pred_args = {k: v for k, v in pred_args.items() if not k.startswith("callbacks")}
         pred_args["callbacks"] = self._predict_callbacks
         pred_args.update(kwargs)
+        if pred_args.get("batch_size") == -1:
+            pred_args["batch_size"] = max(len(X), 1)
         return self.model_.predict(X, **pred_args)
 
     def predict_proba(self, X, **kwargs):
@@ -986,19 +1134,36 @@ class EmotionClassifier(KerasClassifier):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no saved EmotionClassifier at {path}")
-        if path.suffix.lower() in (".h5", ".hdf5") or not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if path.suffix.lower() in (".h5", ".hdf5") or head == b"\x89HDF\r\n\x1a\n":
             raise ValueError(
                 f"{path} is not a Keras 3 '.keras' archive (Keras 2 HDF5 '.h5' files are "
                 "not supported: load it with Keras 2, re-save it as .keras, and wrap it "
                 "with EmotionClassifier.from_keras_model)"
             )
-        with zipfile.ZipFile(path) as zf:
-            if METADATA_ENTRY not in zf.namelist():
-                raise ValueError(
-                    f"{path} is a .keras model without fervision metadata; wrap the Keras "
-                    "model with EmotionClassifier.from_keras_model(model, classes)"
-                )
-            meta = json.loads(zf.read(METADATA_ENTRY))
+        if not zipfile.is_zipfile(path):
+            what = ("a truncated or damaged .keras archive (it starts like one but its "
+                    "end is missing or corrupt); copy or download it again"
+                    if head.startswith(b"PK") else "not a Keras 3 '.keras' (zip) archive")
+            raise ValueError(f"{path} is {what}")
+        try:
+            with zipfile.ZipFile(path) as zf:
+                if METADATA_ENTRY not in zf.namelist():
+                    raise ValueError(
+                        f"{path} is a .keras model without fervision metadata; wrap the "
+                        "Keras model with EmotionClassifier.from_keras_model(model, classes)"
+                    )
+                raw = zf.read(METADATA_ENTRY)
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            raise ValueError(f"{path} is a damaged .keras archive: {err}") from err
+        try:
+            meta = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(
+                f"{path}: its {METADATA_ENTRY} entry is not valid JSON ({err})") from err
+        if not isinstance(meta, dict):
+            raise ValueError(f"{path}: its {METADATA_ENTRY} entry is not a JSON object")
         if meta.get("format") != _FORMAT:
             raise ValueError(f"{path}: unknown metadata format {meta.get('format')!r}")
         if int(meta.get("format_version", 0)) > _FORMAT_VERSION:
@@ -1006,11 +1171,21 @@ class EmotionClassifier(KerasClassifier):
                 f"{path} was saved by fervision {meta.get('fervision_version')} in a newer "
                 "format; upgrade fervision"
             )
+        missing = [k for k in ("classes", "classes_dtype", "input_size") if k not in meta]
+        if missing:
+            raise ValueError(f"{path}: {METADATA_ENTRY} lacks {', '.join(missing)}")
+        if not isinstance(meta.get("params", {}), dict):
+            raise ValueError(f"{path}: 'params' in {METADATA_ENTRY} is not a JSON object")
         return meta
 
     @classmethod
     def load(cls, path):
         """Load a classifier written by :meth:`save` (``safe_mode=True``, no pickle).
+
+        The file's stored parameters are restored except those that name places on
+        disk (``checkpoint_dir``, ``resume``, a path as ``weights``): a model file must
+        not choose where a later ``fit`` writes or what it reads, so these keep their
+        defaults; set them again with ``set_params`` when needed.
 
         Parameters
         ----------
@@ -1022,12 +1197,24 @@ class EmotionClassifier(KerasClassifier):
             Fitted and ready to predict.
         """
         meta = cls.read_metadata(path)
-        model = keras.saving.load_model(str(path), safe_mode=True, compile=False)
-        classes = np.asarray(meta["classes"], dtype=np.dtype(meta["classes_dtype"]))
+        try:
+            classes = np.asarray(meta["classes"], dtype=np.dtype(meta["classes_dtype"]))
+            input_size = int(meta["input_size"])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: bad classes or input_size in {METADATA_ENTRY}: "
+                             f"{err}") from err
+        try:
+            model = keras.saving.load_model(str(path), safe_mode=True, compile=False)
+        except Exception as err:  # noqa: BLE001 - Keras raises many types for bad files
+            raise ValueError(f"{path}: the Keras model in it could not be loaded "
+                             f"({type(err).__name__}: {err})") from err
         params = dict(meta.get("params", {}))
-        params["input_size"] = int(meta["input_size"])
+        params["input_size"] = input_size
         names = set(cls().get_params())
-        params = {k: v for k, v in params.items() if k in names or "__" in k}
+        params = {k: v for k, v in params.items()
+                  if (k in names or "__" in k) and k not in _LOCAL_PARAMS}
+        if isinstance(params.get("weights"), str) and params["weights"] != "imagenet":
+            params.pop("weights")  # a path on the machine that saved the model
         est = cls(**params)
         return est._set_fitted_state(model, classes, meta.get("n_features_in"))
 
