@@ -48,7 +48,7 @@ ax.errorbar(rates, res["mean_test_score"], yerr=res["std_test_score"], marker="o
 ax.set_xscale("log")
 ax.set_xlabel("learning_rate")
 ax.set_ylabel("mean test accuracy (2-fold CV)")
-ax.set_title("GridSearchCV over EmotionClassifier")
+ax.set_title("GridSearchCV over EmotionClassifier (synthetic data)")
 ax.axhline(1 / 3, color="gray", linestyle=":", label="chance")
 ax.legend()
 fig.tight_layout()
