@@ -307,11 +307,16 @@ class EmotionClassifier(KerasClassifier):
         ``"fernet_tiny"``, ``"cnn"``, ``"resnet50"``, ``"efficientnetb0"``, ...) or a
         builder ``builder(x, *, weights=None) -> tensor``.
     input_size : int, default=48
-        Side of the square grayscale images the network sees.
+        Side of the square grayscale images the network sees.  ImageNet backbones
+        (``"resnet50"``, ...) upsample smaller images to
+        :data:`fervision.backbones.APPLICATION_MIN_SIDE` (96) inside the model, the
+        smallest size at which their pretrained filters transfer well.
     weights : None, "imagenet" or path, default=None
         Initial weights of the pretrained ``"base"`` of application backbones
-        (``"imagenet"`` downloads through Keras; a path is a ``.weights.h5`` file of the
-        base).  With weights, fitting first trains the head with the base frozen, then
+        (``"imagenet"`` downloads through Keras into ``~/.keras/models`` on first use,
+        and fails with a clear error offline; a path is a ``.weights.h5`` file of the
+        base).  ``None`` with an application backbone trains it from scratch, which
+        rarely works on small faces and warns.  With weights, fitting first trains the head with the base frozen, then
         fine-tunes the top of the base (see ``freeze_epochs``).
     freeze_epochs : int or None, default=None
         Phase-1 epochs (base frozen) when the model has a pretrained base; the remaining
@@ -331,9 +336,10 @@ class EmotionClassifier(KerasClassifier):
         Training epochs.
     batch_size : int, default=64
         Training batch size; prediction batches up to this size call the Keras model
-        directly (no ``Model.predict`` overhead).
+        directly (no ``Model.predict`` overhead).  ``-1`` puts all samples in one batch.
     learning_rate : float, default=1e-3
-        Initial learning rate.
+        Initial learning rate (finite, >= 0).  A fit whose loss becomes NaN stops and
+        raises ``FloatingPointError``, leaving the estimator unfitted.
     optimizer : {"adam", "adamw"}, str, class or instance, default="adam"
         Keras optimizer; ``optimizer__<name>`` parameters are passed to its constructor
         (e.g. ``optimizer__weight_decay=1e-4`` with ``"adamw"``).
@@ -787,9 +793,10 @@ class EmotionClassifier(KerasClassifier):
             lr = getattr(self, name)
             if lr is None and name == "fine_tune_learning_rate":
                 continue
+            # 0 is allowed: it trains nothing, but says so (tests use it to freeze).
             if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (
-                    np.isfinite(lr) and lr > 0):
-                raise ValueError(f"{name} must be a finite positive number, got {lr!r}")
+                    np.isfinite(lr) and lr >= 0):
+                raise ValueError(f"{name} must be a finite non-negative number, got {lr!r}")
         bs = self.batch_size
         if bs is not None and (isinstance(bs, bool) or not isinstance(bs, numbers.Integral)
                                or not (bs > 0 or bs == -1)):
