@@ -66,7 +66,6 @@ def test_two_workers_train_one_model(tmp_path):
     procs = []
     for index in range(2):
         env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3",
-                   TF_ENABLE_ONEDNN_OPTS="0",
                    TF_CONFIG=json.dumps({"cluster": {"worker": hosts},
                                          "task": {"type": "worker", "index": index}}))
         procs.append(subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env,
