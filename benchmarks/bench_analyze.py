@@ -71,7 +71,7 @@ print(json.dumps({"times": times, "faces": len(faces), "tensorflow": tf.__versio
 
 def make_frame() -> np.ndarray:
     """640 x 480 BGR frame with the first FER2013 'happy' test face, 200 px wide."""
-    from fervision.datasets import load_image_folder
+    from fervision.data.datasets import load_image_folder
 
     X, _ = load_image_folder(SHARED / "data/fer2013/test", classes=["happy"], max_per_class=1)
     padded = cv2.copyMakeBorder(X[0], 16, 16, 16, 16, cv2.BORDER_REPLICATE)
@@ -99,18 +99,18 @@ def summarize(times) -> dict:
 
 
 def fervision_models(args):
-    from fervision.classifier import EmotionClassifier
-    from fervision.detection import FaceDetector
+    from fervision.estimator import EmotionClassifier
+    from fervision.faces.detection import FaceDetector
 
     detector = FaceDetector(model_path=args.detector_model)  # the default backend: YuNet
     if args.untrained:
-        from fervision.backbones import create_model
-        from fervision.labels import EMOTIONS
+        from fervision.data.labels import EMOTIONS
+        from fervision.nn.backbones import create_model
 
         classifier = EmotionClassifier.from_keras_model(create_model("fernet"), list(EMOTIONS))
         label = "fervision analyze (untrained fernet)"
     else:
-        from fervision.analysis import load_default_classifier
+        from fervision.faces.analysis import load_default_classifier
 
         try:
             classifier = load_default_classifier()  # what analyze() uses by default
@@ -148,8 +148,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from fervision import analyze
-    from fervision.classifier import EmotionClassifier
-    from fervision.tta import resolve_tta
+    from fervision.estimator import EmotionClassifier
+    from fervision.nn.tta import resolve_tta
 
     frame = make_frame()
     detector, classifier, label = fervision_models(args)

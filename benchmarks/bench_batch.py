@@ -37,7 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def loop(paths, detector, classifier):
-    from fervision.analysis import analyze, read_image
+    from fervision.faces.analysis import analyze, read_image
 
     for path in paths:
         try:
@@ -66,9 +66,9 @@ def main(argv=None) -> int:
 
     from helpers_collections import make_image_tree
 
-    from fervision._batch import _default_threads
-    from fervision._collections import expand_paths
-    from fervision.analysis import default_classifier, default_detector
+    from fervision.faces._batch import _default_threads
+    from fervision.faces._collections import expand_paths
+    from fervision.faces.analysis import default_classifier, default_detector
 
     with tempfile.TemporaryDirectory() as tmp:
         make_image_tree(tmp, args.images)

@@ -30,8 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fervision.datasets import load_image_folder  # noqa: E402
-from fervision.detection import FaceDetector  # noqa: E402
+from fervision.data.datasets import load_image_folder  # noqa: E402
+from fervision.faces.detection import FaceDetector  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FERVISION_SHARED", ROOT.parent / "shared"))

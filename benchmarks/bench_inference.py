@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fervision import EmotionClassifier
-from fervision.tta import resolve_tta
+from fervision.nn.tta import resolve_tta
 
 
 def main(argv=None):

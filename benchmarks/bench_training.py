@@ -18,9 +18,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from fervision.augmentation import build_augmentation
-from fervision.backbones import create_model
-from fervision.precision import cpu_supports_bf16, dtype_policy
+from fervision.nn.augmentation import build_augmentation
+from fervision.nn.backbones import create_model
+from fervision.nn.precision import cpu_supports_bf16, dtype_policy
 
 
 def images_per_second(backbone: str, policy: str, steps: int, batch_size: int) -> float:

@@ -2,7 +2,7 @@
 Grid search over the learning rate
 ==================================
 
-:class:`~fervision.classifier.EmotionClassifier` is a scikit-learn estimator, so
+:class:`~fervision.estimator.EmotionClassifier` is a scikit-learn estimator, so
 :class:`~sklearn.model_selection.GridSearchCV` tunes its parameters.  Here: three
 learning rates, 2-fold cross-validation, a tiny network and small synthetic images so
 it runs in seconds; the same code runs on a Dask cluster inside

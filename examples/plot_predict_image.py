@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 
 import fervision
 from fervision import EmotionClassifier
-from fervision.detection import FaceDetector
+from fervision.faces.detection import FaceDetector
 
 try:
     HERE = Path(__file__).resolve().parent

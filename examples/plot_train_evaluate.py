@@ -2,9 +2,9 @@
 Train and evaluate a small model (FER2013 or synthetic data)
 ============================================================
 
-Train an :class:`~fervision.classifier.EmotionClassifier` on a subset of FER2013 (three
+Train an :class:`~fervision.estimator.EmotionClassifier` on a subset of FER2013 (three
 of the seven emotions) for a few epochs, then score it on held-out images with
-:mod:`fervision.evaluation`: accuracy, macro F1, and a confusion matrix.
+:mod:`fervision.data.evaluation`: accuracy, macro F1, and a confusion matrix.
 
 **Which data this page shows.**  The example needs the FER2013 image folders
 (``train/`` and ``test/``, see :doc:`/guide/datasets` for where to download them).
@@ -33,8 +33,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from fervision import EmotionClassifier
-from fervision.datasets import load_image_folder
-from fervision.evaluation import evaluate, plot_history
+from fervision.data.datasets import load_image_folder
+from fervision.data.evaluation import evaluate, plot_history
 
 try:
     REPO = Path(__file__).resolve().parents[1]
@@ -110,7 +110,7 @@ order = rng.permutation(len(X_train))  # Keras validates on the *last* 10%: shuf
 clf.fit(X_train[order], y_train[order])
 
 # %%
-# Training curves.  :func:`~fervision.evaluation.plot_history` returns a standalone
+# Training curves.  :func:`~fervision.data.evaluation.plot_history` returns a standalone
 # matplotlib ``Figure`` (no pyplot state, safe in scripts and servers) to save with
 # ``fig.savefig(...)``; in a notebook or this gallery we draw the same curves with pyplot.
 history_figure = plot_history(clf.history_)
@@ -128,8 +128,8 @@ plt.show()
 # %%
 # Evaluate
 # --------
-# :func:`~fervision.evaluation.evaluate` returns an
-# :class:`~fervision.evaluation.EvaluationReport`: overall metrics, a per-class table,
+# :func:`~fervision.data.evaluation.evaluate` returns an
+# :class:`~fervision.data.evaluation.EvaluationReport`: overall metrics, a per-class table,
 # and the confusion matrix (rows: true class, normalised to recall).
 report = evaluate(clf, X_test, y_test)
 print(f"Test set: {DATA}")

@@ -10,7 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # TF_ENABLE_ONEDNN_OPTS is left alone: tests run with oneDNN on, as users do.  (It was
 # once turned off here to hide heap corruption that turned out to be TF 2.21's oneDNN
-# weight gradient of strided 1x1 convolutions; see fervision.backbones._conv_bn.)
+# weight gradient of strided 1x1 convolutions; see fervision.nn.backbones._conv_bn.)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -45,7 +45,7 @@ def yunet_onnx() -> Path:
 @pytest.fixture(scope="session")
 def fer_sample(fer_dir):
     """A small, fixed FER2013 sample: 12 PublicTest images per class (84 images)."""
-    from fervision.datasets import load_image_folder
+    from fervision.data.datasets import load_image_folder
 
     return load_image_folder(fer_dir / "test", max_per_class=12)
 

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fervision.detection import box_iou
+from fervision.faces.detection import box_iou
 
 CANVAS_SHAPE = (480, 640)  # (height, width) of a VGA frame
 
@@ -81,7 +81,7 @@ _CACHE: dict = {}
 def tiny_classifier(fer_sample):
     """A real EmotionClassifier (fernet_tiny, 1 epoch on the 84-image FER sample)."""
     if "clf" not in _CACHE:
-        from fervision.classifier import EmotionClassifier
+        from fervision.estimator import EmotionClassifier
 
         X, y = fer_sample
         _CACHE["clf"] = EmotionClassifier(
@@ -102,7 +102,7 @@ def tiny_model_path(tiny_classifier, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def detector(yunet_onnx):
-    from fervision.detection import FaceDetector
+    from fervision.faces.detection import FaceDetector
 
     return FaceDetector(backend="yunet", model_path=yunet_onnx)
 

@@ -13,8 +13,8 @@ import pytest
 from helpers_faces import detectable_faces, overlap, plant_face
 
 import fervision
-from fervision import analysis
-from fervision.analysis import FaceResult, analyze, annotate
+from fervision.faces import analysis
+from fervision.faces.analysis import FaceResult, analyze, annotate
 
 
 class CountingClassifier:
@@ -124,8 +124,8 @@ def test_bad_arrays(image, match, detector, tiny_classifier):
 
 def test_defaults_loaded_once_and_shared(monkeypatch, tiny_model_path, yunet_onnx,
                                          face_frame):
-    from fervision.classifier import EmotionClassifier
-    from fervision.detection import FaceDetector
+    from fervision.estimator import EmotionClassifier
+    from fervision.faces.detection import FaceDetector
 
     loads = []
     real_load = EmotionClassifier.load.__func__

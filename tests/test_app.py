@@ -18,10 +18,11 @@ from helpers_faces import overlap
 
 pytest.importorskip("streamlit")
 
-from fervision import analysis  # noqa: E402
-from fervision.app import MAX_SIDE, decode_upload, process_upload  # noqa: E402
+from fervision.apps import cli  # noqa: E402
+from fervision.apps.streamlit_app import MAX_SIDE, decode_upload, process_upload  # noqa: E402
+from fervision.faces import analysis  # noqa: E402
 
-APP = Path(analysis.__file__).with_name("app.py")
+APP = Path(cli.app_path())
 CHROMIUM = Path("/usr/bin/chromium")
 
 

@@ -1,4 +1,4 @@
-"""Tests for fervision.audit: it must find exactly the problems planted in a small
+"""Tests for fervision.data.audit: it must find exactly the problems planted in a small
 synthetic dataset, and the banded near-duplicate search must equal brute force."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fervision import datasets
-from fervision.audit import AuditReport, audit, hamming_pairs, phash
+from fervision.data import datasets
+from fervision.data.audit import AuditReport, audit, hamming_pairs, phash
 
 
 def _face_like(rng, size=48):

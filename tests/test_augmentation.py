@@ -1,4 +1,4 @@
-"""fervision.augmentation.mixup on a tf.data pipeline."""
+"""fervision.nn.augmentation.mixup on a tf.data pipeline."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from fervision.augmentation import mixup  # noqa: E402
+from fervision.nn.augmentation import mixup  # noqa: E402
 
 
 def _batches(n=16, batch=8):
@@ -65,7 +65,7 @@ def test_mixup_draws_new_coefficients_every_epoch():
 
 
 def test_random_erasing_erases_in_training_only():
-    from fervision.augmentation import build_augmentation
+    from fervision.nn.augmentation import build_augmentation
 
     X = np.full((32, 12, 12, 1), 0.5, dtype="float32")
     only_erasing = dict(rotation=0, zoom=0, flip=False, brightness=0, contrast=0,
@@ -82,7 +82,7 @@ def test_random_erasing_erases_in_training_only():
 
 @pytest.mark.parametrize("p", [-0.1, 1.5])
 def test_random_erasing_rejects_bad_probability(p):
-    from fervision.augmentation import build_augmentation
+    from fervision.nn.augmentation import build_augmentation
 
     with pytest.raises(ValueError, match="erasing"):
         build_augmentation(12, erasing=p)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fervision import EmotionClassifier
-from fervision.backbones import average_models, create_model, n_members
+from fervision.nn.backbones import average_models, create_model, n_members
 
 
 def _small(seed):
@@ -43,7 +43,7 @@ def test_average_models_rejects_bad_members():
 
 
 def test_realtime_default_runs_an_ensemble_without_tta(monkeypatch):
-    from fervision import analysis
+    from fervision.faces import analysis
 
     model = average_models([_small(0), _small(1)])
     monkeypatch.delenv(analysis.MODEL_ENV, raising=False)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fervision import EmotionClassifier
-from fervision.batchnorm import recalibrate_batchnorm
+from fervision.nn.batchnorm import recalibrate_batchnorm
 
 
 def _bn_model():

@@ -18,8 +18,8 @@ from sklearn.utils.class_weight import compute_class_weight
 
 import fervision
 from fervision import EmotionClassifier
-from fervision import classifier as classifier_mod
-from fervision.backbones import BACKBONES, BASE_NAME, register_backbone
+from fervision.estimator import _persistence, _scikeras
+from fervision.nn.backbones import BACKBONES, BASE_NAME, register_backbone
 
 SIZE = 16
 
@@ -199,14 +199,14 @@ def test_validation_split_is_stratified_on_class_sorted_data(data, monkeypatch):
     order = np.argsort(y, kind="stable")  # as load_image_folder returns: class by class
     X, y = X[order], y[order]
     seen = {}
-    original = classifier_mod.KerasClassifier._fit_keras_model
+    original = _scikeras.KerasClassifier._fit_keras_model
 
     def spy(self, X_, y_, sample_weight, **kw):
         seen["train"], seen["val"] = y_, kw["validation_data"][1]
         seen["split"] = kw["validation_split"]
         return original(self, X_, y_, sample_weight, **kw)
 
-    monkeypatch.setattr(classifier_mod.KerasClassifier, "_fit_keras_model", spy)
+    monkeypatch.setattr(_scikeras.KerasClassifier, "_fit_keras_model", spy)
     _clf(epochs=1, validation_split=0.25, random_state=0).fit(X, y)
     val_classes = set(np.asarray(seen["val"]).argmax(axis=1))
     assert val_classes == set(range(len(np.unique(y))))  # every class held out
@@ -219,13 +219,13 @@ def test_class_weight_balanced_becomes_sample_weights(data, monkeypatch):
     X, y = X[:20], y[:20].copy()
     y[:14] = "happy"  # 14 happy, 6 sad
     seen = {}
-    original = classifier_mod.KerasClassifier._fit_keras_model
+    original = _scikeras.KerasClassifier._fit_keras_model
 
     def spy(self, X_, y_, sample_weight, **kw):
         seen["w"] = sample_weight
         return original(self, X_, y_, sample_weight, **kw)
 
-    monkeypatch.setattr(classifier_mod.KerasClassifier, "_fit_keras_model", spy)
+    monkeypatch.setattr(_scikeras.KerasClassifier, "_fit_keras_model", spy)
     _clf(class_weight="balanced").fit(X, y)
     cw = dict(zip(["happy", "sad"], compute_class_weight("balanced", classes=np.array(
         ["happy", "sad"]), y=y), strict=True))
@@ -370,7 +370,7 @@ def test_tta_crops_averages_twelve_views(fitted, data):
 
 
 def test_tta_crops_on_images_too_small_to_crop():
-    from fervision.tta import predict_with_tta
+    from fervision.nn.tta import predict_with_tta
 
     X = np.random.default_rng(0).random((3, 4, 4, 1)).astype("float32")
     forward = lambda v: v.reshape(len(v), -1)[:, :2]  # noqa: E731 - a stand-in model
@@ -460,10 +460,10 @@ def test_from_keras_model_keeps_output_order(fitted, data, tmp_path):
 
 def test_from_pretrained_bundled_and_fetched(fitted, tmp_path, monkeypatch):
     path = fitted.save(tmp_path / "default.keras")
-    monkeypatch.setattr(classifier_mod, "_bundled_model_path", lambda: tmp_path / "absent.keras")
+    monkeypatch.setattr(_persistence, "bundled_model_path", lambda: tmp_path / "absent.keras")
     with pytest.raises(FileNotFoundError, match="bundled default model"):
         EmotionClassifier.from_pretrained()
-    monkeypatch.setattr(classifier_mod, "_bundled_model_path", lambda: path)
+    monkeypatch.setattr(_persistence, "bundled_model_path", lambda: path)
     clf = EmotionClassifier.from_pretrained()
     np.testing.assert_array_equal(clf.classes_, fitted.classes_)
     asked = []
@@ -475,7 +475,7 @@ def test_from_pretrained_bundled_and_fetched(fitted, tmp_path, monkeypatch):
 
 
 def test_export_delegates_to_export_module(fitted, monkeypatch, tmp_path):
-    import fervision.export
+    import fervision.nn.export
 
     seen = {}
 
@@ -483,7 +483,7 @@ def test_export_delegates_to_export_module(fitted, monkeypatch, tmp_path):
         seen.update(clf=clf, path=path, format=format, kw=kw)
         return path
 
-    monkeypatch.setattr(fervision.export, "export_model", fake)
+    monkeypatch.setattr(fervision.nn.export, "export_model", fake)
     assert fitted.export(tmp_path / "x", "onnx", opset=17) == tmp_path / "x"
     assert seen == {"clf": fitted, "path": tmp_path / "x", "format": "onnx",
                     "kw": {"opset": 17}}

@@ -17,7 +17,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from fervision import EmotionClassifier
-from fervision.backbones import BASE_NAME, create_model, walk_layers
+from fervision.nn.backbones import BASE_NAME, create_model, walk_layers
 
 SIZE = 16
 
@@ -205,7 +205,7 @@ def test_loss_becoming_nan_stops_training_with_a_clear_error():
 def test_nan_in_fine_tuning_phase_is_caught(tmp_path):
     from test_classifier import _tiny_base_builder  # noqa: PLC0415
 
-    from fervision.backbones import BACKBONES, register_backbone
+    from fervision.nn.backbones import BACKBONES, register_backbone
 
     register_backbone("tiny_base_nan", _tiny_base_builder)
     try:

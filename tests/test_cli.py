@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 from helpers_faces import QVGA, plant_face
 
-from fervision import analysis, cli
-from fervision.cli import main
+from fervision.apps import cli
+from fervision.apps.cli import main
+from fervision.faces import analysis
 
 SUBCOMMANDS = ["predict", "video", "webcam", "train", "evaluate", "app"]
 
@@ -67,7 +68,7 @@ def test_installed_script_help_is_fast_and_tf_free():
     assert done.returncode == 0 and "predict" in done.stdout
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
                 if line.startswith("import time:")}
-    assert "fervision.cli" in imported
+    assert "fervision.apps.cli" in imported
     assert "tensorflow" not in imported and "keras" not in imported
 
 
@@ -203,7 +204,7 @@ def test_app_launches_streamlit(monkeypatch):
     assert main(["app", "--port", "8765", "--", "--server.headless", "true"]) == 0
     cmd = calls[0]
     assert cmd[:4] == [sys.executable, "-m", "streamlit", "run"]
-    assert cmd[4].endswith("app.py") and (cli.app_path()).is_file()
+    assert cmd[4].endswith("streamlit_app.py") and (cli.app_path()).is_file()
     assert cmd[5:] == ["--server.port", "8765", "--server.headless", "true"]
 
 
@@ -365,7 +366,7 @@ def test_sigterm_leaves_a_playable_mp4(tmp_path, fer_sample, face_ids, tiny_mode
     writer.release()
     out, lines = tmp_path / "out.mp4", tmp_path / "r.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fervision.cli", "video", str(src), "-o", str(out),
+        [sys.executable, "-m", "fervision.apps.cli", "video", str(src), "-o", str(out),
          "--jsonl", str(lines), "--no-progress", "--model", str(tiny_model_path),
          "--detector-model", str(yunet_onnx)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -9,7 +9,7 @@ import cv2
 import pytest
 from helpers_images import write_bad_images
 
-from fervision.cli import main
+from fervision.apps.cli import main
 
 
 @pytest.fixture

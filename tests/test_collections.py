@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from helpers_collections import BAD_FILES, make_image_tree
 
-from fervision._collections import RecordWriter, expand_paths, read_records, record_format
+from fervision.faces._collections import RecordWriter, expand_paths, read_records, record_format
 
 N_GOOD = 30
 
@@ -107,7 +107,7 @@ def test_resume_drops_a_torn_last_record(tmp_path, suffix, cut):
     whole = out.read_bytes()
     first = RecordWriter(out, CLASSES)
     first.format = record_format(out)
-    from fervision._collections import _encode
+    from fervision.faces._collections import _encode
 
     torn = _encode(RECORDS[0], first.format, CLASSES)
     if cut is None:  # CSV: the first of the two face rows, complete with its newline
@@ -196,7 +196,7 @@ def test_analyze_files_argument_errors(tree, tmp_path):
 
 # ------------------------------------------------------------------------------- CLI
 def test_cli_predict_output(tree, reference, tmp_path, capsys):
-    from fervision.cli import EXIT_FAILED, main
+    from fervision.apps.cli import EXIT_FAILED, main
 
     _, records, data = reference
     out = tmp_path / "r.jsonl"
@@ -217,11 +217,11 @@ def test_cli_resume_after_kill_9(tree, tmp_path):
     """A real ``kill -9`` in the middle of a run, then ``--resume``: every path once,
     the same records as an uninterrupted run with the same batch size."""
     import fervision
-    from fervision.cli import EXIT_FAILED, main
+    from fervision.apps.cli import EXIT_FAILED, main
 
     paths = expand_paths([tree])
     out = tmp_path / "r.jsonl"
-    cmd = [sys.executable, "-m", "fervision.cli", "predict", str(tree), "--output", str(out),
+    cmd = [sys.executable, "-m", "fervision.apps.cli", "predict", str(tree), "--output", str(out),
            "--batch-size", "1", "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

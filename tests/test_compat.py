@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fervision.compat import FER
-from fervision.labels import EMOTIONS
+from fervision.data.labels import EMOTIONS
 
 PHOTO = Path(__file__).parent / "data" / "astronaut.jpg"
 # fer's documented label order (fer.FER._get_labels)

@@ -37,7 +37,7 @@ def one_process(tree, tmp_path_factory):
 
 
 def _pipelines():
-    from fervision import _batch
+    from fervision.faces import _batch
 
     return [(id(v.classifier), id(v.detector)) for k, v in _batch._CACHE.items()
             if k[0] == "pipeline"]
@@ -77,7 +77,7 @@ def test_resume_on_workers(tree, client, one_process, tmp_path):
 def test_scheduler_address_and_csv(tree, client, one_process, tmp_path):
     """A scheduler address (what --scheduler passes) and a CSV output."""
     import fervision
-    from fervision._collections import read_records
+    from fervision.faces._collections import read_records
 
     records, _ = one_process
     out = tmp_path / "dask.csv"

@@ -1,4 +1,4 @@
-"""Tests for fervision.datasets: the FER2013 CSV reader and the image-folder loader."""
+"""Tests for fervision.data.datasets: the FER2013 CSV reader and the image-folder loader."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fervision.datasets import list_image_files, load_fer2013, load_image_folder
-from fervision.labels import EMOTIONS
+from fervision.data.datasets import list_image_files, load_fer2013, load_image_folder
+from fervision.data.labels import EMOTIONS
 
 # ---------------------------------------------------------------- FER2013 CSV helpers
 

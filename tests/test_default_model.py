@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from fervision import EMOTIONS, EmotionClassifier
-from fervision.backbones import n_members
-from fervision.tta import resolve_tta
+from fervision.nn.backbones import n_members
+from fervision.nn.tta import resolve_tta
 
 
 def test_bundled_model_loads_offline_and_names_emotions(rng):
@@ -30,7 +30,7 @@ def test_bundled_model_recognises_fer2013_faces(fer_sample):
 
 
 def test_shipped_twelve_views_realtime_default_two(monkeypatch):
-    from fervision import analysis
+    from fervision.faces import analysis
 
     monkeypatch.delenv(analysis.MODEL_ENV, raising=False)
     assert resolve_tta(EmotionClassifier.from_pretrained().tta) == "crops"

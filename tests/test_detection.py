@@ -1,4 +1,4 @@
-"""fervision.detection: Face, FaceDetector (YuNet / Haar / MTCNN), crops and the
+"""fervision.faces.detection: Face, FaceDetector (YuNet / Haar / MTCNN), crops and the
 scikit-learn transformer, on real faces (tests/data/astronaut.jpg and FER2013)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from sklearn.base import clone
 
 from fervision import weights
-from fervision.detection import Face, FaceDetector, NoFaceWarning, check_image
+from fervision.faces.detection import Face, FaceDetector, NoFaceWarning, check_image
 
 DATA = Path(__file__).parent / "data"
 # Indices into the fer_sample fixture (12 images per emotion, class by class), two per
@@ -356,7 +356,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 def test_default_yunet_is_bundled_and_offline(astronaut, monkeypatch, tmp_path):
     """model_path=None uses the YuNet file inside the package: no fetch, no cache."""
-    from fervision import detection
+    from fervision.faces import detection
 
     assert detection.BUNDLED_YUNET.is_file()
 
@@ -415,7 +415,7 @@ def test_missing_model_path_is_named(astronaut, tmp_path):
 
 # ------------------------------------------------------------------- pipeline
 def test_pipeline_with_emotion_classifier(yunet_onnx, fer_sample):
-    classifier = pytest.importorskip("fervision.classifier")
+    classifier = pytest.importorskip("fervision.estimator")
     from sklearn.pipeline import make_pipeline
 
     X, y = fer_sample
@@ -433,7 +433,7 @@ def test_pipeline_with_emotion_classifier(yunet_onnx, fer_sample):
 
 
 def test_box_iou():
-    from fervision.detection import box_iou
+    from fervision.faces.detection import box_iou
 
     assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
     assert box_iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0

@@ -7,7 +7,7 @@ import pytest
 from test_targets import CLASSES, _bands, _clf
 
 from fervision import EmotionClassifier
-from fervision.distillation import (
+from fervision.nn.distillation import (
     distill,
     distillation_targets,
     soften,

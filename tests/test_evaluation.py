@@ -1,4 +1,4 @@
-"""Tests for fervision.evaluation: numbers equal scikit-learn's, figures are real PNGs,
+"""Tests for fervision.data.evaluation: numbers equal scikit-learn's, figures are real PNGs,
 saving is atomic, bad input is refused."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from fervision.evaluation import (
+from fervision.data.evaluation import (
     EvaluationReport,
     classification_report_dict,
     evaluate,

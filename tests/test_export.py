@@ -10,8 +10,8 @@ import warnings
 import numpy as np
 import pytest
 
-from fervision.export import PREPROCESSING, export_model, metadata_path
-from fervision.preprocessing import check_images
+from fervision.data.preprocessing import check_images
+from fervision.nn.export import PREPROCESSING, export_model, metadata_path
 
 SIZE = 24
 
@@ -28,7 +28,7 @@ def _images(rng, n):
 
 @pytest.fixture(scope="module")
 def fitted():
-    from fervision import classifier
+    from fervision import estimator as classifier
 
     rng = np.random.default_rng(0)
     X, y = _images(rng, 30)
@@ -163,7 +163,7 @@ def test_onnx_without_toolchain_is_a_clear_error(fitted, tmp_path, monkeypatch):
 
 
 def test_existing_target_needs_overwrite(fitted, tmp_path, monkeypatch):
-    from fervision import export
+    from fervision.nn import export
 
     clf, _ = fitted
     target = tmp_path / "m.tflite"
@@ -186,7 +186,7 @@ def test_existing_target_needs_overwrite(fitted, tmp_path, monkeypatch):
 def test_sidecar_states_the_test_time_augmentation(fitted, tmp_path, monkeypatch, tta, views):
     from sklearn.base import clone
 
-    from fervision import export
+    from fervision.nn import export
 
     clf, _ = fitted
     with_tta = clone(clf).set_params(tta=tta)
@@ -203,7 +203,7 @@ def test_sidecar_states_the_test_time_augmentation(fitted, tmp_path, monkeypatch
 
 
 def test_failed_export_leaves_nothing(fitted, tmp_path, monkeypatch):
-    from fervision import export
+    from fervision.nn import export
 
     clf, _ = fitted
     target = tmp_path / "sm"
@@ -220,7 +220,7 @@ def test_failed_export_leaves_nothing(fitted, tmp_path, monkeypatch):
 
 
 def test_bad_arguments(fitted, tmp_path):
-    from fervision.classifier import EmotionClassifier
+    from fervision.estimator import EmotionClassifier
 
     clf, _ = fitted
     with pytest.raises(ValueError, match="format must be one of"):

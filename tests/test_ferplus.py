@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fervision._ferplus import ferplus_distribution, ferplus_majority
-from fervision.datasets import FERPLUS_CLASSES, load_ferplus
+from fervision.data._ferplus import ferplus_distribution, ferplus_majority
+from fervision.data.datasets import FERPLUS_CLASSES, load_ferplus
 
 # vote columns: neutral, happy, surprise, sad, angry, disgust, fear, contempt, unknown, NF
 ROWS = {

@@ -1,4 +1,4 @@
-"""Storage of weights at bfloat16 precision (fervision.precision.round_weights_to_bfloat16)."""
+"""Storage of weights at bfloat16 precision (fervision.nn.precision.round_weights_to_bfloat16)."""
 
 import io
 import zipfile
@@ -8,8 +8,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from fervision.backbones import average_models, create_model, walk_layers
-from fervision.precision import round_weights_to_bfloat16
+from fervision.nn.backbones import average_models, create_model, walk_layers
+from fervision.nn.precision import round_weights_to_bfloat16
 
 
 def _model(seed):

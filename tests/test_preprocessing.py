@@ -1,4 +1,4 @@
-"""The one preprocessing path: fervision.preprocessing.check_images and ImageEncoder."""
+"""The one preprocessing path: fervision.data.preprocessing.check_images and ImageEncoder."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError
 
-from fervision import preprocessing
-from fervision.preprocessing import (
+from fervision.data import preprocessing
+from fervision.data.preprocessing import (
     PREPROCESSING_VERSION,
     ImageEncoder,
     as_uint8,

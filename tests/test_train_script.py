@@ -1,9 +1,11 @@
-"""examples/train_default_model.py end to end on a tiny synthetic image folder."""
+"""tools/train_default_model.py (and the other model tools) end to end on a tiny
+synthetic image folder."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -16,8 +18,10 @@ from conftest import ROOT  # noqa: E402
 
 
 def load_example(name):
-    """A script of examples/ as a module."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    """A script of tools/ as a module (tools/ on sys.path, as when run as a script)."""
+    if str(ROOT / "tools") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tools"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -151,7 +155,7 @@ def test_package_script_ships_an_ensemble_with_bfloat16_weights(two_runs, image_
     assert (card / "confusion_matrix.png").is_file() and (card / "history-1.png").is_file()
 
     from fervision import EmotionClassifier
-    from fervision.backbones import walk_layers
+    from fervision.nn.backbones import walk_layers
 
     clf = EmotionClassifier.load(out)
     assert list(clf.classes_) == ["happy", "sad", "surprise"]
@@ -181,7 +185,7 @@ def test_compare_ensembles_scores_runs_soups_and_their_means(two_runs, image_fol
 
     # A single member's row is that network's own accuracy with the crops views
     from fervision import EmotionClassifier
-    from fervision.batchnorm import recalibrate_batchnorm
+    from fervision.nn.batchnorm import recalibrate_batchnorm
 
     model = keras.saving.load_model(runs[0] / "final.keras", safe_mode=True, compile=False)
     X_train, _ = compare.load_image_folder(image_folders / "train")
@@ -210,7 +214,7 @@ def test_compare_ensembles_scores_runs_soups_and_their_means(two_runs, image_fol
     for f in ("classes.json", "args.json"):
         (other / f).write_text((runs[0] / f).read_text())
     keras.utils.set_random_seed(0)
-    from fervision.backbones import create_model
+    from fervision.nn.backbones import create_model
 
     create_model("cnn", input_size=48, n_classes=3).save(other / "final.keras")
     with pytest.raises(SystemExit, match=f"{other} and {runs[0]} have different"):

@@ -1,4 +1,4 @@
-"""fervision.video.process_video on short videos written by the tests themselves."""
+"""fervision.faces.video.process_video on short videos written by the tests themselves."""
 # ruff: noqa: F811 - pytest fixtures are imported from helpers_faces and used as arguments
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from helpers_faces import QVGA, overlap, plant_face
 
-from fervision import video
-from fervision.video import ScoreSmoother, VideoSummary, process_video
+from fervision.faces import video
+from fervision.faces.video import ScoreSmoother, VideoSummary, process_video
 
 N_FRAMES = 10
 

@@ -8,25 +8,25 @@ from __future__ import annotations
 
 import importlib
 
-from .labels import EMOTIONS, canonical_emotion
+from .data.labels import EMOTIONS, canonical_emotion
 
 __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
-    "EmotionClassifier": "classifier",
-    "FaceDetector": "detection",
-    "Face": "detection",
-    "analyze": "analysis",
-    "analyze_files": "_batch",
-    "annotate": "analysis",
-    "process_video": "video",
-    "create_model": "backbones",
-    "list_backbones": "backbones",
-    "register_backbone": "backbones",
-    "load_image_folder": "datasets",
-    "load_fer2013": "datasets",
-    "evaluate": "evaluation",
+    "EmotionClassifier": "estimator",
+    "FaceDetector": "faces.detection",
+    "Face": "faces.detection",
+    "analyze": "faces.analysis",
+    "analyze_files": "faces._batch",
+    "annotate": "faces.analysis",
+    "process_video": "faces.video",
+    "create_model": "nn.backbones",
+    "list_backbones": "nn.backbones",
+    "register_backbone": "nn.backbones",
+    "load_image_folder": "data.datasets",
+    "load_fer2013": "data.datasets",
+    "evaluate": "data.evaluation",
 }
 
 __all__ = ["EMOTIONS", "canonical_emotion", "__version__", *_LAZY]

@@ -29,7 +29,7 @@ import binascii
 
 import numpy as np
 
-from .labels import EMOTIONS
+from .data.labels import EMOTIONS
 
 __all__ = ["FER"]
 
@@ -97,8 +97,8 @@ class FER:
         self.emotions = []  # fer keeps the last result here
 
     def _models(self):
-        from .analysis import default_classifier, default_detector
-        from .detection import FaceDetector
+        from .faces.analysis import default_classifier, default_detector
+        from .faces.detection import FaceDetector
 
         if self._detector is None:
             self._detector = (FaceDetector("mtcnn", min_face_size=self.min_face_size)
@@ -123,8 +123,8 @@ class FER:
             ``[{"box": [x, y, w, h], "emotions": {"angry": 0.02, ..., "neutral": 0.09}}]``
             with values rounded to two decimals, one per face.
         """
-        from .analysis import classify_faces, to_bgr
-        from .detection import Face
+        from .faces.analysis import classify_faces, to_bgr
+        from .faces.detection import Face
 
         detector, classifier = self._models()
         bgr = to_bgr(_decode_data_uri(img))

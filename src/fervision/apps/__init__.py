@@ -1,0 +1,1 @@
+"""Applications: the ``fervision`` command line and the Streamlit app."""

@@ -1,0 +1,2 @@
+"""Data: the one image-preprocessing path, dataset loaders, dataset audit, evaluation
+and emotion labels."""

@@ -1,0 +1,1 @@
+"""Faces: detection, the image -> faces -> emotions analysis, video and batch runs."""

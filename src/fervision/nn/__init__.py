@@ -1,0 +1,3 @@
+"""Networks: the backbone registry and blocks, augmentation, ensembles, BatchNorm
+recalibration, precision, export, test-time augmentation, training callbacks and
+distillation.  Importing this package imports nothing heavy; its modules import Keras."""

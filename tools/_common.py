@@ -1,0 +1,104 @@
+"""Helpers shared by the maintainer tools (imported as ``_common``: each tool is run as
+``python tools/<name>.py``, which puts this folder on ``sys.path``).
+
+The layout of a training run folder written by ``train_default_model.py``
+(``final.keras``, ``classes.json``, ``args.json``, ``history.csv``, ``done.json``), and
+how a trained network is made ready to ship.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from fervision.data.preprocessing import check_images
+from fervision.nn.augmentation import build_augmentation
+from fervision.nn.backbones import create_model
+from fervision.nn.batchnorm import recalibrate_batchnorm
+from fervision.nn.precision import dtype_policy
+
+#: The source repository (tools/ lives at its root).
+ROOT = Path(__file__).resolve().parents[1]
+#: Where the FER2013 image folders are expected by default.
+DEFAULT_FER2013 = ROOT.parent / "shared" / "data" / "fer2013"
+
+
+def as_float32(model, backbone, n_classes):
+    """The same network under the float32 policy.
+
+    Training ran in mixed_bfloat16, and a saved layer keeps its dtype policy; bf16
+    compute is fast only on CPUs with AVX512-BF16/AMX, so the shipped model is float32
+    (mixed-precision variables are float32 already, so the weights copy over exactly).
+    """
+    with dtype_policy("float32"):
+        clean = create_model(backbone, input_size=48, n_classes=n_classes,
+                             augmentation=build_augmentation(48, seed=0))
+    clean.set_weights(model.get_weights())
+    return clean
+
+
+def check_finished_run(run: Path) -> None:
+    """Exit naming the run and the files it lacks unless train_default_model finished it."""
+    missing = [f for f in ("final.keras", "classes.json", "args.json")
+               if not (run / f).is_file()]
+    if missing:
+        raise SystemExit(f"{run} is not a finished training run: no {', '.join(missing)}")
+
+
+def run_chain(run: Path) -> list[Path]:
+    """The run and the runs it was warm-started from (``--init-from``), oldest first."""
+    chain = [run]
+    while True:
+        init = json.loads((chain[0] / "args.json").read_text()).get("init_from")
+        if not init:
+            return chain
+        parent = Path(init).parent
+        if parent in chain or not (parent / "args.json").is_file():
+            raise SystemExit(f"{chain[0]} starts from {init}, whose run directory "
+                             f"{parent} has no args.json: cannot record its provenance")
+        chain.insert(0, parent)
+
+
+def chained_history(chain: list[Path]) -> pd.DataFrame:
+    """history.csv of every run in the chain, one row per epoch, renumbered."""
+    parts = []
+    for i, run in enumerate(chain):
+        h = pd.read_csv(run / "history.csv")
+        h["run"] = i
+        parts.append(h)
+    hist = pd.concat(parts, ignore_index=True)
+    hist["epoch"] = range(len(hist))
+    return hist
+
+
+def is_restored(run: Path) -> bool:
+    """Whether ``run`` was restored from a packaged model (unpack_default_model.py).
+
+    Its ``final.keras`` is a network as shipped: BatchNorm already recalibrated, float32.
+    Recalibrating it again (now in float32, where the original pass ran under the
+    training's bfloat16 policy) would move its figures by a few images, so it is used
+    as it is.
+    """
+    return "restored_from" in json.loads((run / "args.json").read_text())
+
+
+def prepare_network(model, runs: list[Path], X_train, backbone, n_classes, progress=False):
+    """A trained network (one run's, or a soup of runs') made ready to ship.
+
+    BatchNorm statistics recomputed on ``X_train`` (un-augmented training images), then
+    copied into a float32 model.  One restored run (:func:`is_restored`) is ready as it
+    is and skips the recalibration; a soup always needs it (its weights are new).
+    """
+    if not (len(runs) == 1 and is_restored(runs[0])):
+        recalibrate_batchnorm(model, check_images(X_train, 48), progress=progress)
+    return as_float32(model, backbone, n_classes)
+
+
+def run_wall_s(run: Path) -> float | None:
+    """Wall time of a finished run over all its starts (older runs: their last start)."""
+    if not (run / "done.json").is_file():
+        return None
+    done = json.loads((run / "done.json").read_text())
+    return done.get("wall_s", done.get("wall_s_this_run"))

@@ -1,0 +1,196 @@
+"""Wrap finished training runs as the bundled default model and measure it.
+
+    python tools/package_default_model.py --run runs/default
+    python tools/package_default_model.py --run runs/a runs/b   # ship their average
+
+Loads ``RUN/final.keras`` (the weights after the last epoch of the schedule; PublicTest
+was not used to pick them; a run started with ``--init-from`` is recorded together with
+the runs it continues), recomputes its BatchNorm statistics on the un-augmented
+training images (:func:`fervision.nn.batchnorm.recalibrate_batchnorm`), wraps it with
+:meth:`EmotionClassifier.from_keras_model`, measures accuracy, macro-F1 and per-class F1
+on FER2013 PublicTest with each test-time augmentation (none, flip, crops), and writes
+(several runs: each is prepared and measured alone, then they are shipped as one model
+averaging their probabilities, :func:`fervision.nn.backbones.average_models`):
+
+With ``--bfloat16-weights`` each member's weights are rounded to bfloat16 values
+(:func:`fervision.nn.precision.round_weights_to_bfloat16`) before anything is measured, so
+the figures are those of the shipped weights, which take half the space in the wheel.
+
+* ``src/fervision/models/default.keras`` — the shipped model (no optimizer state);
+* ``docs/_static/model_card/`` — report.json/.md, confusion_matrix.png, summary.json,
+  history.png (history-1.png ... for further members).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import keras
+import matplotlib
+
+matplotlib.use("Agg")
+
+
+from _common import (  # noqa: E402  (tools/ is on sys.path when run as a script)
+    DEFAULT_FER2013,
+    ROOT,
+    chained_history,
+    check_finished_run,
+    is_restored,
+    prepare_network,
+    run_chain,
+    run_wall_s,
+)
+
+from fervision import EmotionClassifier  # noqa: E402
+from fervision.data.datasets import load_image_folder  # noqa: E402
+from fervision.data.evaluation import evaluate, plot_history  # noqa: E402
+from fervision.files import atomic_write, write_json  # noqa: E402
+from fervision.nn.backbones import average_models  # noqa: E402
+from fervision.nn.precision import round_weights_to_bfloat16  # noqa: E402
+
+
+def load_member(run: Path, X, y, X_train, bfloat16_weights=False):
+    """A run's final weights, BatchNorm recalibrated, float32, and what that changed.
+
+    The accuracy with the training's moving BatchNorm statistics is None for a
+    restored run (:func:`is_restored`), whose file no longer has them.
+    """
+    # compile=False drops the optimizer state: the shipped file holds weights only.
+    model = keras.saving.load_model(run / "final.keras", safe_mode=True, compile=False)
+    classes = json.loads((run / "classes.json").read_text())
+    train_args = json.loads((run / "args.json").read_text())
+    acc_moving = None
+    if is_restored(run):
+        print(f"{run}: restored from {train_args['restored_from']}, used as shipped")
+    else:
+        before = EmotionClassifier.from_keras_model(model, classes, input_size=48)
+        acc_moving = evaluate(before, X, y).accuracy
+        print(f"{run}: PublicTest accuracy with the training run's moving BatchNorm "
+              f"statistics: {acc_moving:.4f}")
+    backbone = train_args["backbone"]
+    model = prepare_network(model, [run], X_train, backbone, len(classes))
+    if bfloat16_weights:
+        round_weights_to_bfloat16(model)
+    return model, classes, acc_moving, backbone
+
+
+def measure(model, classes, backbone, X, y, label):
+    """PublicTest report of ``model`` under each test-time augmentation."""
+    results = {}
+    for tta in ("none", "flip", "crops"):
+        clf = EmotionClassifier.from_keras_model(
+            model, classes, input_size=48, backbone=backbone,
+            tta=False if tta == "none" else tta)
+        t = time.perf_counter()
+        report = evaluate(clf, X, y)
+        results[tta] = (clf, report, time.perf_counter() - t)
+        print(f"{label} PublicTest tta={tta}: accuracy {report.accuracy:.4f}, "
+              f"macro-F1 {report.macro_f1:.4f} ({len(X)} images)")
+    return results
+
+
+def run_record(run: Path, acc_moving, results):
+    """Provenance of one member: every run of its warm-restart chain, oldest first."""
+    chain = run_chain(run)
+    history = chained_history(chain)
+    return history, {
+        "run": str(run),
+        "accuracy_before_bn_recalibration": acc_moving,
+        "accuracy": {k: r[1].accuracy for k, r in results.items()},
+        "macro_f1": {k: r[1].macro_f1 for k, r in results.items()},
+        "runs": [{"args": json.loads((r / "args.json").read_text()),
+                  "wall_s": run_wall_s(r),
+                  "epochs_logged": int((history["run"] == i).sum())}
+                 for i, r in enumerate(chain)],
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", nargs="+", default=["runs/default"],
+                   help="one run directory, or several: their average is shipped")
+    p.add_argument("--data", default=str(DEFAULT_FER2013))
+    p.add_argument("--tta", choices=["auto", "none", "flip", "crops"], default="auto",
+                   help="test-time augmentation to ship with; auto: the most accurate")
+    p.add_argument("--out", default=str(ROOT / "src" / "fervision" / "models" / "default.keras"))
+    p.add_argument("--bfloat16-weights", action="store_true",
+                   help="ship weights rounded to bfloat16 values (half the wheel space)")
+    p.add_argument("--card", default=str(ROOT / "docs" / "_static" / "model_card"))
+    args = p.parse_args(argv)
+    runs = [Path(r) for r in args.run]
+    for run in runs:  # before the minutes of loading and measuring
+        check_finished_run(run)
+    # Output folders too, before the minutes of work (a missing one failed at the save).
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.card).mkdir(parents=True, exist_ok=True)
+
+    X, y = load_image_folder(Path(args.data) / "test")
+    X_train, _ = load_image_folder(Path(args.data) / "train")
+    loaded = [(run, *load_member(run, X, y, X_train, args.bfloat16_weights))
+              for run in runs]
+    if len({tuple(classes) for _, _, classes, _, _ in loaded}) != 1:
+        raise SystemExit("the runs were trained on different class lists: " + "; ".join(
+            f"{run}: {classes}" for run, _, classes, _, _ in loaded))
+    classes = loaded[0][2]
+    if len(runs) == 1:
+        _, model, _, _, backbone = loaded[0]
+        results = measure(model, classes, backbone, X, y, str(runs[0]))
+        member_results = [results]
+    else:  # each member on its own too, for the model card
+        member_results = [measure(m, classes, b, X, y, f"member {i} ({run})")
+                          for i, (run, m, _, _, b) in enumerate(loaded)]
+        model = average_models([m for _, m, _, _, _ in loaded])
+        # One architecture -> its name, so that clone(clf).fit(...) trains one such
+        # network; mixed architectures have no single builder to name.
+        backbone = "+".join(dict.fromkeys(b for _, _, _, _, b in loaded))
+        results = measure(model, classes, backbone, X, y, "ensemble")
+    histories, records = zip(*(run_record(run, acc_moving, res) for (run, _, _, acc_moving, _),
+                               res in zip(loaded, member_results, strict=True)), strict=True)
+    use_tta = args.tta
+    if use_tta == "auto":  # the one decision PublicTest makes, stated in the model card
+        use_tta = max(results, key=lambda k: results[k][1].accuracy)
+    clf, report, _ = results[use_tta]
+
+    out = Path(args.out)
+    clf.save(out)
+    print(f"saved {out} ({out.stat().st_size / 1e6:.1f} MB), tta={use_tta}")
+    reloaded = EmotionClassifier.load(out)
+    assert (reloaded.predict(X[:64]) == clf.predict(X[:64])).all()
+
+    card = Path(args.card)
+    for old in [*card.glob("history*.png"), *card.glob("history*.csv")]:
+        old.unlink()  # a previous model's members
+    report.save(card)
+    for i, history in enumerate(histories):
+        fig = plot_history({k: history[k].tolist() for k in history.columns
+                            if k not in ("epoch", "run")})
+        for boundary in history.index[history["run"].diff() == 1]:
+            for ax in fig.axes:  # mark where a warm restart began
+                ax.axvline(boundary + 0.5, color="grey", lw=0.8, ls=":")
+        if len(histories) > 1:
+            fig.suptitle(f"member {i}: {runs[i].name}")
+        stem = "history" if i == 0 else f"history-{i}"
+        atomic_write(card / f"{stem}.png", lambda fh, fig=fig: fig.savefig(
+            fh, format="png", dpi=110, bbox_inches="tight"))
+        atomic_write(card / f"{stem}.csv",
+                     lambda fh, history=history: history.to_csv(fh, index=False))
+    summary = {
+        "publictest_images": len(X),
+        "shipped_tta": use_tta,
+        "accuracy": {k: r[1].accuracy for k, r in results.items()},
+        "macro_f1": {k: r[1].macro_f1 for k, r in results.items()},
+        "evaluation_s": {k: round(r[2], 1) for k, r in results.items()},
+        "parameters": int(model.count_params()),
+        "weights": "rounded to bfloat16 values" if args.bfloat16_weights else "float32",
+        "members": records,
+    }
+    write_json(card / "summary.json", summary)
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Train fervision's default emotion model on FER2013 (the one shipped in the wheel).
+
+Reproduce with::
+
+    python tools/train_default_model.py --data ../shared/data/fer2013 --out runs/default
+
+The run is resumable: kill it and start the same command again, and Keras's
+``BackupAndRestore`` continues from the last finished epoch (weights, optimizer state,
+learning-rate schedule).  Every epoch is also checkpointed to ``OUT/last.keras`` and
+logged to ``OUT/history.csv``; ``OUT/wall.json`` sums the wall time over resumptions
+(``done.json`` gets the total at the end).  Keras does not checkpoint random-number state, so a
+resumed run re-seeds shuffling and augmentation from ``(seed, resume epoch)``, recorded
+under ``"resumed"`` in ``OUT/args.json``: with the original seed it would replay the
+exact image order and augmentations of the run's first epochs.
+
+Training data is FER2013 ``train/`` (28,709 images); ``test/`` (PublicTest) is only
+used for validation curves and the reported figures, never for choosing weights: the
+model shipped is the one after the last epoch of the schedule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fervision.data.datasets import FERPLUS_CLASSES, load_ferplus, load_image_folder
+from fervision.data.preprocessing import check_images
+from fervision.files import write_json  # whole or not at all: a resumed run reads them back
+from fervision.nn.augmentation import build_augmentation, mixup
+from fervision.nn.backbones import create_model
+from fervision.nn.precision import dtype_policy, resolve_precision
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    p.add_argument("--data", default="../shared/data/fer2013",
+                   help="FER2013 image folders (train/, test/), or with --ferplus a FER+ "
+                        "folder (FER2013Train/, FER2013Valid/)")
+    p.add_argument("--ferplus", action="store_true",
+                   help="train on FER+ vote distributions (fervision.data.datasets.load_ferplus, "
+                        "target='distribution'); validate on FER+ Valid majority labels")
+    p.add_argument("--out", default="runs/default")
+    p.add_argument("--backbone", default="fernet")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--warmup-epochs", type=int, default=2)
+    p.add_argument("--final-lr-ratio", type=float, default=0.01,
+                   help="the cosine schedule ends at this fraction of --lr")
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--erasing", type=float, default=0.0, metavar="P",
+                   help="random erasing with probability P, 0 = off")
+    p.add_argument("--ema", type=float, default=0.0, metavar="MOMENTUM",
+                   help="keep an exponential moving average of the weights (Keras "
+                        "optimizer use_ema) and end with it; 0 = off")
+    p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                   help="mixup with Beta(ALPHA, ALPHA) coefficients, 0 = off "
+                        "(fervision.nn.augmentation.mixup)")
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None, help="images per class (smoke runs)")
+    p.add_argument("--init-from", default=None,
+                   help="start from this .keras model's weights (a warm restart: a new "
+                        "schedule on top of a finished run)")
+    return p.parse_args(argv)
+
+
+def dataset(X, y, batch_size, shuffle, seed, mixup_alpha=0.0):
+    ds = tf.data.Dataset.from_tensor_slices((X, y))
+    if shuffle:
+        ds = ds.shuffle(len(X), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if mixup_alpha:
+        ds = mixup(ds, mixup_alpha, seed=seed)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def load_data(args):
+    """Training and validation images with one-hot (FER2013) or vote-share (FER+) targets,
+    columns in ``classes`` order (sorted, as ``EmotionClassifier.classes_``)."""
+    if args.ferplus:
+        Xtr, Ytr = load_ferplus(Path(args.data) / "FER2013Train", target="distribution")
+        Xte, yte = load_ferplus(Path(args.data) / "FER2013Valid", target="majority")
+        if args.limit:
+            Xtr, Ytr = Xtr[: 7 * args.limit], Ytr[: 7 * args.limit]
+            Xte, yte = Xte[: 7 * args.limit], yte[: 7 * args.limit]
+        classes = list(FERPLUS_CLASSES)
+        index = {c: i for i, c in enumerate(classes)}
+        Yte = keras.utils.to_categorical([index[c] for c in yte], len(classes))
+        return Xtr, Ytr.astype("float32"), Xte, Yte, classes
+    Xtr, ytr = load_image_folder(Path(args.data) / "train", max_per_class=args.limit)
+    Xte, yte = load_image_folder(Path(args.data) / "test", max_per_class=args.limit)
+    classes = sorted(set(ytr))  # sklearn's order, as EmotionClassifier.classes_
+    index = {c: i for i, c in enumerate(classes)}
+    Ytr = keras.utils.to_categorical([index[c] for c in ytr], len(classes))
+    Yte = keras.utils.to_categorical([index[c] for c in yte], len(classes))
+    return Xtr, Ytr, Xte, Yte, classes
+
+
+def resume_epoch(out: Path) -> int:
+    """Epochs finished before an interruption (0 for a fresh run), as BackupAndRestore
+    recorded them."""
+    meta = out / "backup" / "training_metadata.json"
+    return int(json.loads(meta.read_text())["epoch"]) if meta.is_file() else 0
+
+
+def run_seed(seed: int, start_epoch: int) -> int:
+    """Seed of the random streams (shuffling, augmentation) from ``start_epoch`` on.
+
+    Their state is not in Keras's backup, so with ``seed`` itself a resumed run would
+    show the network the very images and augmentations of its first epochs again.
+    """
+    return seed if start_epoch == 0 else seed + 1000 * start_epoch
+
+
+def record_args(out: Path, args, start_epoch: int, seed: int) -> None:
+    """Write OUT/args.json, keeping the history of earlier resumptions."""
+    path = out / "args.json"
+    resumed = []
+    if start_epoch and path.is_file():
+        resumed = json.loads(path.read_text()).get("resumed", [])
+    if start_epoch:
+        resumed.append({"at_epoch": start_epoch, "seed": seed})
+    record = vars(args) | {"policy": resolve_precision(args.precision)}
+    if resumed:
+        record["resumed"] = resumed
+    write_json(path, record)
+
+
+class WallClock(keras.callbacks.Callback):
+    """Keep ``OUT/wall.json`` at the wall time of the epochs finished so far, summed
+    over every start of the run (an interrupted epoch, redone after the resume, counts
+    once)."""
+
+    def __init__(self, path: Path, resumed: bool):
+        super().__init__()
+        self.path = path
+        self.before = 0.0
+        if resumed and path.is_file():
+            self.before = json.loads(path.read_text())["wall_s"]
+
+    def on_train_begin(self, logs=None):
+        self.t0 = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        write_json(self.path, {"wall_s": self.total(), "epochs": epoch + 1})
+
+    def this_start(self) -> float:
+        return time.time() - self.t0
+
+    def total(self) -> float:
+        return self.before + self.this_start()
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.init_from and not Path(args.init_from).is_file():
+        # before OUT exists: a typo must not leave a run directory that looks started
+        raise SystemExit(f"--init-from {args.init_from}: no such file")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start_epoch = resume_epoch(out)
+    seed = run_seed(args.seed, start_epoch)
+    record_args(out, args, start_epoch, seed)
+    keras.utils.set_random_seed(seed)
+
+    Xtr, Ytr, Xte, Yte, classes = load_data(args)
+    Xtr, Xte = check_images(Xtr, 48), check_images(Xte, 48)
+    write_json(out / "classes.json", classes)
+
+    steps = int(np.ceil(len(Xtr) / args.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=args.lr / 20, decay_steps=steps * (args.epochs - args.warmup_epochs),
+        warmup_target=args.lr, warmup_steps=steps * args.warmup_epochs,
+        alpha=args.final_lr_ratio,
+    )
+    with dtype_policy(args.precision):
+        model = create_model(args.backbone, input_size=48, n_classes=len(classes),
+                             augmentation=build_augmentation(48, erasing=args.erasing,
+                                                          seed=seed))
+        if args.init_from:
+            start = keras.saving.load_model(args.init_from, safe_mode=True, compile=False)
+            model.set_weights(start.get_weights())
+        model.compile(
+            # With use_ema, Keras's fit ends by writing the averaged weights into the
+            # model (optimizer.finalize_variable_values), so final.keras holds them.
+            optimizer=keras.optimizers.AdamW(
+                schedule, weight_decay=args.weight_decay, use_ema=args.ema > 0,
+                ema_momentum=args.ema or 0.99),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
+            metrics=["accuracy"],
+        )
+        print(f"{model.name}: {model.count_params():,} parameters, "
+              f"policy {keras.config.dtype_policy().name}")
+        wall = WallClock(out / "wall.json", resumed=start_epoch > 0)
+        model.fit(
+            dataset(Xtr, Ytr, args.batch_size, True, seed, args.mixup),
+            validation_data=dataset(Xte, Yte, 256, False, None),
+            epochs=args.epochs,
+            callbacks=[
+                wall,
+                keras.callbacks.BackupAndRestore(str(out / "backup")),
+                keras.callbacks.ModelCheckpoint(str(out / "last.keras")),
+                keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
+            ],
+            verbose=2,
+        )
+        model.save(out / "final.keras")
+    write_json(out / "done.json", {"wall_s_this_run": wall.this_start(),
+                                   "wall_s": wall.total()})
+    print(f"saved {out / 'final.keras'}")
+
+
+if __name__ == "__main__":
+    main()
