@@ -67,13 +67,11 @@ numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
 
 # -- sphinx-gallery ------------------------------------------------------------------
-# Only examples/plot_*.py belong to the gallery (and run); the other scripts in
-# examples/ (training, app, audit) are long jobs or servers and are ignored.
+# examples/ holds the gallery only (plot_*.py, all run); maintainer scripts are in tools/.
 sphinx_gallery_conf = {
     "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
-    "ignore_pattern": r"(^|/)(?!plot_)[^/]*\.py$",
     "within_subsection_order": "FileNameSortKey",
     "write_computation_times": False,  # no sg_execution_times.rst in the source tree
     "remove_config_comments": True,

@@ -10,10 +10,10 @@ and a short clip synthesised from it here, so no data set or network is needed:
 ``annotated.png``
     :func:`fervision.analyze` + :func:`fervision.annotate` on the sample photo.
 ``detection.png``
-    :class:`fervision.detection.FaceDetector`'s box, score and landmarks, and the aligned
+    :class:`fervision.faces.detection.FaceDetector`'s box, score and landmarks, and the aligned
     crop the classifier gets.
 ``video_frames.png``
-    Four frames of the synthetic clip, annotated from :func:`fervision.video.process_video`'s
+    Four frames of the synthetic clip, annotated from :func:`fervision.faces.video.process_video`'s
     JSON Lines output.
 ``emotion_timeline.png``
     Per-person emotion scores over the clip, from the same output.
@@ -46,7 +46,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import fervision  # noqa: E402
-from fervision.video import process_video  # noqa: E402
+from fervision.faces.video import process_video  # noqa: E402
 
 PHOTO = ROOT / "examples" / "images" / "astronaut.jpg"
 OUT = HERE / "_static" / "figures"
@@ -92,7 +92,7 @@ def annotated_photo() -> None:
 # ------------------------------------------------------------------ detection
 def detection_figure() -> None:
     """The detector's box, score and landmarks, and the aligned crop it hands on."""
-    from fervision.detection import FaceDetector
+    from fervision.faces.detection import FaceDetector
 
     image = cv2.imread(str(PHOTO))
     detector = FaceDetector()  # YuNet, the default backend
