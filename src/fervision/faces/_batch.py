@@ -91,9 +91,9 @@ def _classes(classifier) -> list[str]:
 
         path = os.environ.get(MODEL_ENV)
         if not path:
-            from ..estimator import _bundled_model_path
+            from ..estimator._persistence import bundled_model_path
 
-            path = _bundled_model_path()
+            path = bundled_model_path()
         classifier = path
     if isinstance(classifier, str | os.PathLike):
         from ..estimator import EmotionClassifier
@@ -413,9 +413,9 @@ def _saved_batch_size(classifier) -> int:
 
         path = os.environ.get(MODEL_ENV)
         if not path:
-            from ..estimator import _bundled_model_path
+            from ..estimator._persistence import bundled_model_path
 
-            path = _bundled_model_path()
+            path = bundled_model_path()
         classifier = path
     from ..estimator import EmotionClassifier
 
