@@ -42,14 +42,14 @@ def test_average_models_rejects_bad_members():
         average_models([a, other])
 
 
-def test_realtime_default_runs_an_ensemble_without_tta(monkeypatch):
+def test_default_classifier_is_from_pretrained_as_registered(monkeypatch):
     from fervision.faces import analysis
 
     model = average_models([_small(0), _small(1)])
     monkeypatch.delenv(analysis.MODEL_ENV, raising=False)
     monkeypatch.setattr(EmotionClassifier, "from_pretrained", classmethod(
         lambda cls, *args, **kwargs: cls.from_keras_model(model, ["x", "y", "z"],
-                                                          input_size=24, tta="crops")))
-    # two network passes per face either way: two members x one view
+                                                          input_size=24, tta=False)))
+    # every path uses the registered settings; realtime no longer changes them
     assert analysis.load_default_classifier().tta is False
-    assert analysis.load_default_classifier(realtime=False).tta == "crops"
+    assert analysis.load_default_classifier(realtime=False).tta is False

@@ -29,13 +29,24 @@ def test_bundled_model_recognises_fer2013_faces(fer_sample):
     assert np.mean(pred == y) > 0.45
 
 
-def test_shipped_twelve_views_realtime_default_two(monkeypatch):
+def test_every_path_makes_one_pass_per_network(monkeypatch):
     from fervision.faces import analysis
 
     monkeypatch.delenv(analysis.MODEL_ENV, raising=False)
-    assert resolve_tta(EmotionClassifier.from_pretrained().tta) == "crops"
-    realtime = analysis.load_default_classifier()
-    # Two network passes per face: a mirror for one network, none for a two-network mean.
-    views = {None: 1, "flip": 2}[resolve_tta(realtime.tta)]
-    assert views * n_members(realtime.model_) == 2
-    assert resolve_tta(analysis.load_default_classifier(realtime=False).tta) == "crops"
+    clf = EmotionClassifier.from_pretrained()
+    assert resolve_tta(clf.tta) is None  # TTA is an option, off by default
+    assert resolve_tta(analysis.load_default_classifier().tta) is None
+    assert EmotionClassifier.from_pretrained(tta="crops").tta == "crops"
+
+
+def test_each_pretrained_model_loads_and_says_what_it_is():
+    from fervision.weights import list_pretrained, pretrained_info
+
+    names = list_pretrained()
+    assert names[:2] == ["default", "fer2013"]
+    for name in names[:2]:
+        info = pretrained_info(name)
+        assert info.trained_on and info.description
+        clf = EmotionClassifier.from_pretrained(name)
+        assert sorted(clf.classes_) == sorted(EMOTIONS)
+        assert n_members(clf.model_) >= 1

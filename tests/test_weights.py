@@ -224,3 +224,49 @@ def test_base_url_that_is_not_a_url_is_a_clear_error(base, cache, monkeypatch):
     with pytest.raises(ValueError, match=r"\$FERVISION_BASE_URL=.* is not a URL.*https://"):
         weights.fetch("yunet-2023mar", progress=False)
     assert _files(cache) == []
+
+
+def test_unknown_pretrained_name_lists_the_names():
+    from fervision import EmotionClassifier
+    from fervision.weights import list_pretrained
+
+    with pytest.raises(KeyError, match="available: 'default', 'fer2013'") as info:
+        EmotionClassifier.from_pretrained("resnet")
+    assert "yunet" not in str(info.value)
+    with pytest.raises(KeyError, match="not an emotion model"):
+        EmotionClassifier.from_pretrained("yunet-2023mar")
+    assert "yunet-2023mar" not in list_pretrained()
+
+
+def test_a_damaged_bundled_model_is_refused(monkeypatch, tmp_path):
+    import dataclasses
+
+    from fervision import weights
+
+    entry = weights.pretrained_info("fer2013")
+    monkeypatch.setitem(weights._PRETRAINED, "fer2013",
+                        dataclasses.replace(entry, sha256="0" * 64))
+    with pytest.raises(weights.WeightsHashError, match="installation is damaged"):
+        weights.pretrained_file("fer2013")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({}, "exactly one of file"),
+    ({"file": "../x.keras", "sha256": "0" * 64}, "plain file name"),
+    ({"file": "x.keras"}, "needs its sha256"),
+    ({"weights": "not-registered"}, "not registered"),
+])
+def test_register_pretrained_checks_entries(kwargs, match):
+    from fervision.weights import PretrainedModel, register_pretrained
+
+    with pytest.raises(ValueError, match=match):
+        register_pretrained(PretrainedModel("x", "data", "net", **kwargs))
+
+
+def test_cli_evaluate_names_unknown_pretrained(capsys, tmp_path):
+    from fervision.apps.cli import main
+
+    (tmp_path / "happy").mkdir()
+    assert main(["evaluate", str(tmp_path), "--pretrained", "nope"]) != 0
+    err = capsys.readouterr().err
+    assert "available: 'default', 'fer2013'" in err and "Traceback" not in err

@@ -28,7 +28,7 @@ import os
 import pathlib
 import time
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pooch
 
@@ -40,6 +40,11 @@ __all__ = [
     "cache_dir",
     "url_for",
     "fetch",
+    "PretrainedModel",
+    "register_pretrained",
+    "list_pretrained",
+    "pretrained_info",
+    "pretrained_file",
 ]
 
 CACHE_ENV = "FERVISION_CACHE"
@@ -297,3 +302,158 @@ register(
     "face_detection_yunet_2023mar.onnx",
     "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
 )
+
+
+# ---------------------------------------------------------------- pretrained models
+@dataclass(frozen=True)
+class PretrainedModel:
+    """A pretrained emotion model: where its file is and what it is (a timm-style
+    tagged config that carries its own settings and labels).
+
+    Attributes
+    ----------
+    name : str
+        What :meth:`EmotionClassifier.from_pretrained` takes.
+    trained_on : str
+        The data it was trained on, in words.
+    description : str
+        Architecture and what it is for.
+    file : str or None
+        A file bundled in the package (``fervision/models/<file>``).
+    sha256 : str or None
+        SHA-256 of the bundled file, checked on every load.
+    weights : str or None
+        Instead of ``file``: a name registered with :func:`register`, downloaded and
+        verified by :func:`fetch`.
+    params : dict
+        Estimator parameters set on load (e.g. ``{"tta": False}``: one network pass
+        per face, the setting every path uses by default).
+    """
+
+    name: str
+    trained_on: str
+    description: str
+    file: str | None = None
+    sha256: str | None = None
+    weights: str | None = None
+    params: dict = field(default_factory=dict)
+
+
+_PRETRAINED: dict[str, PretrainedModel] = {}
+
+
+def register_pretrained(model: PretrainedModel) -> None:
+    """Register (or replace) a pretrained emotion model under ``model.name``.
+
+    Raises
+    ------
+    ValueError
+        Neither or both of ``file`` and ``weights`` given, a ``file`` that is not a
+        plain file name, a malformed ``sha256``, or ``weights`` not registered.
+    """
+    if (model.file is None) == (model.weights is None):
+        raise ValueError(f"pretrained model {model.name!r}: give exactly one of file "
+                         "(bundled) and weights (a registered download)")
+    if model.file is not None:
+        if pathlib.PurePath(model.file).name != model.file:
+            raise ValueError(f"pretrained model {model.name!r}: file must be a plain file "
+                             f"name inside fervision/models, got {model.file!r}")
+        if model.sha256 is None:
+            raise ValueError(f"pretrained model {model.name!r}: a bundled file needs its "
+                             "sha256")
+        _check_sha256(model.sha256)
+    elif model.weights not in _REGISTRY:
+        raise ValueError(f"pretrained model {model.name!r}: weights {model.weights!r} are "
+                         f"not registered (register() them first)")
+    _PRETRAINED[model.name] = model
+
+
+def list_pretrained() -> list[str]:
+    """Names :meth:`EmotionClassifier.from_pretrained` accepts, bundled first."""
+    bundled = [n for n, m in _PRETRAINED.items() if m.file is not None]
+    return bundled + sorted(n for n, m in _PRETRAINED.items() if m.file is None)
+
+
+def pretrained_info(name: str) -> PretrainedModel:
+    """The registry entry of a pretrained model (see :class:`PretrainedModel`).
+
+    Raises
+    ------
+    KeyError
+        ``name`` is not a pretrained emotion model; the message lists the names.
+    """
+    try:
+        return _PRETRAINED[name]
+    except (KeyError, TypeError):
+        pass
+    hint = ""
+    if isinstance(name, str) and name in _REGISTRY:
+        hint = (f" ({name!r} is a registered weight file, e.g. a face detector's, not an "
+                "emotion model)")
+    raise KeyError(f"unknown pretrained model {name!r}{hint}; available: "
+                   f"{', '.join(repr(n) for n in list_pretrained())} "
+                   "(fervision.weights.list_pretrained())")
+
+
+def _sha256_of(path: pathlib.Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def pretrained_file(name: str) -> pathlib.Path:
+    """Local path of a pretrained model's file, its SHA-256 checked.
+
+    Bundled files are read from the package (no network); others are fetched with
+    :func:`fetch`.
+
+    Raises
+    ------
+    KeyError
+        Unknown ``name`` (the message lists the available ones).
+    FileNotFoundError
+        A bundled file missing from the installation.
+    WeightsHashError
+        A bundled file whose SHA-256 does not match the registry (a damaged install).
+    """
+    entry = pretrained_info(name)
+    if entry.weights is not None:
+        return fetch(entry.weights)
+    import importlib.resources
+
+    path = pathlib.Path(str(importlib.resources.files("fervision") / "models" / entry.file))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the bundled model {name!r} is missing ({path}); reinstall fervision")
+    digest = _sha256_of(path)
+    if digest != entry.sha256:
+        raise WeightsHashError(
+            f"the bundled model {name!r} ({path}) does not match its SHA-256 (expected "
+            f"{entry.sha256}, got {digest}): the installation is damaged; reinstall "
+            "fervision")
+    return path
+
+
+register_pretrained(PretrainedModel(
+    name="default",
+    trained_on="FER2013 Training (original labels)",
+    description="two fernet networks (squeeze-excitation ResNet, 48x48 grayscale) whose "
+                "probabilities are averaged; see docs/model_card.md",
+    file="default.keras",
+    sha256="1fd39b6c6fffba6683cb521f22d918d01a902d2cd0348efd1dc6610f288496fd",
+    params={"tta": False},
+))
+register_pretrained(PretrainedModel(
+    name="fer2013",
+    trained_on="FER2013 Training (original labels)",
+    description="two fernet networks (squeeze-excitation ResNet, 48x48 grayscale) whose "
+                "probabilities are averaged, for figures comparable with FER2013 papers; "
+                "tta='crops' gives the model card's PublicTest figure",
+    file="fer2013.keras",
+    sha256="1fd39b6c6fffba6683cb521f22d918d01a902d2cd0348efd1dc6610f288496fd",
+    params={"tta": False},
+))

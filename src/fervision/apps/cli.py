@@ -173,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overwrite_option(p)
     p.add_argument("--max-per-class", type=int, metavar="N",
                    help="use at most N images per class (quick runs)")
+    p.add_argument("--pretrained", metavar="NAME", default=None,
+                   help="a pretrained model by name (fervision.weights.list_pretrained(); "
+                        "default: $FERVISION_MODEL, else 'default')")
+    p.add_argument("--tta", choices=["none", "flip", "crops"], default=None,
+                   help="test-time augmentation (default: the model's own setting, which "
+                        "for the pretrained models is none: one pass per face)")
 
     p = sub.add_parser("app", help="launch the Streamlit web app",
                        description="Launch the Streamlit app (needs `pip install "
@@ -456,16 +462,24 @@ def cmd_evaluate(args) -> int:
         for name in ("report.json", "report.md", "confusion_matrix.png"):
             check_output_path(Path(args.out) / name, what="report file",
                               overwrite=args.overwrite, create_parents=True)
+    if args.model and args.pretrained:
+        raise ValueError("give --model or --pretrained, not both")
     if args.model:
         from ..estimator import EmotionClassifier
 
         if not Path(args.model).is_file():
             raise FileNotFoundError(f"model file not found: {args.model!r}")
         clf = EmotionClassifier.load(args.model)
+    elif args.pretrained:
+        from ..estimator import EmotionClassifier
+
+        clf = EmotionClassifier.from_pretrained(args.pretrained)
     else:
         from ..faces.analysis import load_default_classifier
 
-        clf = load_default_classifier(realtime=False)  # the shipped, most accurate setting
+        clf = load_default_classifier()
+    if args.tta is not None:
+        clf.set_params(tta=False if args.tta == "none" else args.tta)
     X, y = load_image_folder(args.data_dir, max_per_class=args.max_per_class)
     report = evaluate(clf, X, y)
     print(report)
@@ -524,6 +538,9 @@ def main(argv=None) -> int:
         return EXIT_INTERRUPTED
     except (OSError, ValueError, RuntimeError, ImportError) as err:
         _error(err)
+        return EXIT_FAILED
+    except KeyError as err:  # an unknown pretrained name: the message lists the names
+        _error(err.args[0] if err.args else err)
         return EXIT_FAILED
 
 

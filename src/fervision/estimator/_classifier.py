@@ -448,21 +448,32 @@ class EmotionClassifier(KerasClassifier):
         return _persistence.load(cls, path)
 
     @classmethod
-    def from_pretrained(cls, name="default"):
-        """A trained classifier, without network access for the bundled default.
+    def from_pretrained(cls, name="default", **params):
+        """A trained classifier from fervision's registry of pretrained models.
 
         Parameters
         ----------
         name : str, default="default"
-            ``"default"`` is the model shipped in the package
-            (``fervision/models/default.keras``); other names are downloaded and
-            verified with :func:`fervision.weights.fetch`.
+            One of :func:`fervision.weights.list_pretrained`: ``"default"`` (the
+            model every path uses: ``analyze``, the CLI, video, the app) and
+            ``"fer2013"`` ship in the package and load without network access;
+            registered downloadable models are fetched and SHA-256 verified.
+            :func:`fervision.weights.pretrained_info` says what each was trained on.
+        **params
+            Estimator parameters to set after loading, e.g. ``tta="crops"`` for
+            test-time augmentation (off by default: one pass per face).
 
         Returns
         -------
         EmotionClassifier
+
+        Raises
+        ------
+        KeyError
+            Unknown ``name``; the message lists the available names.
         """
-        return cls.load(_persistence.pretrained_path(name))
+        clf = cls.load(_persistence.pretrained_path(name))
+        return clf.set_params(**(_persistence.pretrained_params(name) | params))
 
     def export(self, path, format="savedmodel", **kwargs):
         """Export the fitted model for serving; see :func:`fervision.nn.export.export_model`.

@@ -4,7 +4,6 @@ metadata, wrapping trained Keras models, pretrained models and export."""
 from __future__ import annotations
 
 import contextlib
-import importlib.resources
 import json
 import os
 import tempfile
@@ -31,7 +30,7 @@ _LOCAL_PARAMS = frozenset({"checkpoint_dir", "resume"})
 
 def bundled_model_path() -> Path:
     """Where the package's default model lives (package data, no network)."""
-    return Path(str(importlib.resources.files("fervision") / "models" / "default.keras"))
+    return pretrained_path("default")
 
 
 def _jsonable(value) -> bool:
@@ -207,16 +206,18 @@ def load(cls, path):
 
 
 def pretrained_path(name: str) -> Path:
-    """The file of the pretrained model ``name`` (bundled or fetched and verified)."""
-    if name == "default":
-        path = bundled_model_path()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"the bundled default model is missing ({path}); reinstall fervision, "
-                "or train one with tools/train_default_model.py from the fervision "
-                "source repository"
-            )
-        return path
-    from ..weights import fetch
+    """The file of the pretrained model ``name`` (bundled or fetched), SHA-256 checked.
 
-    return fetch(name)
+    ``name`` is one of :func:`fervision.weights.list_pretrained`; a ``KeyError`` lists
+    them otherwise.
+    """
+    from ..weights import pretrained_file
+
+    return pretrained_file(name)
+
+
+def pretrained_params(name: str) -> dict:
+    """Parameters the registry sets on a loaded pretrained model (e.g. ``tta``)."""
+    from ..weights import pretrained_info
+
+    return dict(pretrained_info(name).params)

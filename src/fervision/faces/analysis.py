@@ -130,33 +130,25 @@ def _make_default_detector():
 def load_default_classifier(realtime: bool = True):
     """Load the default classifier (a new object; :func:`default_classifier` caches one).
 
+    ``EmotionClassifier.from_pretrained()``, or the model ``$FERVISION_MODEL`` names.
+    Every path (``analyze``, video, webcam, the app, ``fervision evaluate``) uses the
+    same model with the same settings: one network pass per face, no test-time
+    augmentation unless asked for (``tta=``).
+
     Parameters
     ----------
     realtime : bool, default=True
-        The bundled model ships with 12-view test-time augmentation (``tta="crops"``,
-        the most accurate); for frame-by-frame work (``analyze``, video, webcam, app)
-        it is switched to two network passes per face (``tta="flip"`` for one network;
-        no TTA for a two-member :func:`~fervision.nn.backbones.average_models` ensemble):
-        about twice the frame rate for about 2 points of FER2013 accuracy
-        (docs/model_card.md).  ``False`` keeps the
-        shipped setting (``fervision evaluate`` does).  A ``$FERVISION_MODEL`` model
-        always keeps its own setting.
+        Kept for compatibility; it no longer changes anything (the pretrained models
+        ship with test-time augmentation off).
     """
     from ..estimator import EmotionClassifier
-    from ..nn.backbones import n_members
-    from ..nn.tta import resolve_tta
 
     path = os.environ.get(MODEL_ENV)
     if path:
         if not Path(path).is_file():
             raise FileNotFoundError(f"${MODEL_ENV} names {path!r}, which is not a file")
         return EmotionClassifier.load(path)
-    clf = EmotionClassifier.from_pretrained()
-    if realtime and resolve_tta(clf.tta) == "crops":
-        # Two network passes per face: one network on the image and its mirror, or
-        # each network of a two-member ensemble on the image alone.
-        clf.set_params(tta="flip" if n_members(clf.model_) == 1 else False)
-    return clf
+    return EmotionClassifier.from_pretrained()
 
 
 # ----------------------------------------------------------------------------- images
