@@ -280,6 +280,35 @@ def resize_gray(img: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(img, (size, size), interpolation=interp)
 
 
+def equalize_lighting(img, *, clip_limit: float = 2.0, tile_grid: int = 4) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation (CLAHE) of a grayscale face.
+
+    Evens out dark, over-exposed and unevenly lit faces before classification
+    (OpenCV's ``createCLAHE``).  Whether it helps a given model is measured by
+    ``tools/eval_lighting.py`` (figures in the model card).
+
+    Parameters
+    ----------
+    img : ndarray (H, W) or (H, W, 1)
+        Grayscale image, uint8 0-255 (or anything :func:`as_uint8` accepts).
+    clip_limit : float, default=2.0
+        OpenCV's contrast limit per tile.
+    tile_grid : int, default=4
+        Tiles per side (4 x 4 tiles of 12 px on a 48 px face).
+
+    Returns
+    -------
+    ndarray (H, W), uint8
+    """
+    gray = as_uint8(img)
+    if gray.ndim == 3 and gray.shape[-1] == 1:
+        gray = gray[..., 0]
+    if gray.ndim != 2:
+        raise ValueError(f"equalize_lighting needs one grayscale image, got shape {gray.shape}")
+    clahe = cv2.createCLAHE(clipLimit=float(clip_limit), tileGridSize=(tile_grid, tile_grid))
+    return clahe.apply(np.ascontiguousarray(gray))
+
+
 def read_gray(path, size: int | None = None) -> np.ndarray:
     """Read an image file as grayscale uint8, resized to ``size`` x ``size`` if given."""
     img = read_image(path, grayscale=True)
