@@ -260,10 +260,9 @@ class EmotionClassifier(KerasClassifier):
         return hasattr(self, "model_")
 
     def __getstate__(self):
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else dict(
-            self.__dict__)
-        state = dict(state)
         # A distribution strategy is process-local; it is recreated on demand.
+        state = dict(super().__getstate__() if hasattr(super(), "__getstate__")
+                     else self.__dict__)
         state.pop("_strategy", None)
         return state
 
@@ -282,11 +281,7 @@ class EmotionClassifier(KerasClassifier):
         return _validation.validate_data(self, X, y, reset=reset)
 
     def _keras_build_fn(self, compile_kwargs=None, **model_kwargs):
-        """Build and compile the network (SciKeras's model-building seam).
-
-        ``model__*`` parameters arrive in ``model_kwargs`` and are passed to
-        :func:`fervision.nn.backbones.create_model`.
-        """
+        # SciKeras's model-building seam; ``model__*`` parameters go to create_model.
         return _building.build_model(self, **model_kwargs)
 
     def _ensure_compiled_model(self):
@@ -307,9 +302,6 @@ class EmotionClassifier(KerasClassifier):
 
     def _predict_raw(self, X, **kwargs):
         return _inference.predict_raw(self, X, **kwargs)
-
-    def _inference_batch_size(self, n):
-        return _inference.inference_batch_size(self, n)
 
     # ------------------------------------------------------------------ training
     def fit(self, X, y, sample_weight=None, target_distribution=None, **kwargs):

@@ -16,6 +16,7 @@ from ..nn.callbacks import training_callbacks
 from . import _scikeras
 from ._building import base_layer, compile_model
 from ._encoders import check_distribution, distribution_classes
+from ._inference import inference_batch_size
 from ._state import process_state_kept
 from ._validation import check_y, validate_params
 
@@ -161,7 +162,7 @@ def fit_keras_model(est, X, y, sample_weight, warm_start, epochs, initial_epoch,
             from ..nn.batchnorm import recalibrate_batchnorm
 
             recalibrate_batchnorm(est.model_, X,
-                                  batch_size=max(est._inference_batch_size(len(X)), 64),
+                                  batch_size=max(inference_batch_size(est, len(X)), 64),
                                   progress=bool(est.verbose), seed=0)
     finally:
         _scikeras.set_fit_callbacks(est, user_callbacks)
