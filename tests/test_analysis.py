@@ -44,9 +44,38 @@ def test_analyze_structure(face_frame, detector, tiny_classifier):
     assert sum(face.scores.values()) == pytest.approx(1.0, abs=1e-4)
     assert face.emotion == max(face.scores, key=face.scores.get)
     assert face.confidence == face.scores[face.emotion]
+    assert 0 < face.detection_score <= 1  # YuNet's confidence in the detection
+    assert face.dominant_emotion == face.emotion  # deepface's name
     d = json.loads(json.dumps(face.to_dict()))  # JSON-ready
-    assert d == {"box": list(face.box), "emotion": face.emotion, "scores": face.scores}
+    assert d == {"box": list(face.box), "emotion": face.emotion,
+                 "dominant_emotion": face.emotion, "scores": face.scores,
+                 "detection_score": face.detection_score}
     assert face["emotion"] == face.emotion  # dict-style access
+    assert face["dominant_emotion"] == face.emotion
+
+
+def test_to_dict_schema_is_stable():
+    """The documented keys, types and order of FaceResult.to_dict() (docs too)."""
+    face = FaceResult((1, 2, 3, 4), "sad", {"happy": 0.25, "sad": 0.75})
+    d = face.to_dict()
+    assert list(d) == ["box", "emotion", "dominant_emotion", "scores", "detection_score"]
+    assert d["detection_score"] is None  # not made from a detection
+    assert type(FaceResult((1, 2, 3, 4), "sad", {"sad": 1.0}, 0.5).to_dict()[
+        "detection_score"]) is float
+    doc = FaceResult.to_dict.__doc__
+    assert all(f"``{key}``" in doc for key in d)
+
+
+def test_top_emotion(face_frame, detector, tiny_classifier):
+    canvas, _ = face_frame
+    emotion, score = fervision.top_emotion(canvas, detector, tiny_classifier)
+    face = analyze(canvas, detector, tiny_classifier)[0]
+    assert (emotion, score) == (face.emotion, face.confidence)
+    assert type(score) is float
+    blank = np.full((200, 200, 3), 128, np.uint8)
+    assert fervision.top_emotion(blank, detector, tiny_classifier) == (None, None)
+    with pytest.raises(TypeError, match="one image"):
+        fervision.top_emotion([canvas, canvas], detector, tiny_classifier)
 
 
 def test_exported_from_package():
@@ -185,6 +214,21 @@ def test_annotate_dicts_gray_and_edge_boxes():
     assert np.any(out[0:50, 0:50] != 100)
     with pytest.raises(TypeError, match="FaceResult or dict"):
         annotate(gray, [(0, 0, 5, 5)])
+
+
+def test_annotate_numbered_labels_follow_the_list_order():
+    canvas = np.full((200, 300, 3), 90, np.uint8)
+    faces = [FaceResult((20, 80, 60, 60), "happy", {"happy": 0.9, "sad": 0.1}),
+             FaceResult((180, 80, 60, 60), "sad", {"happy": 0.2, "sad": 0.8})]
+    plain = annotate(canvas, faces)
+    numbered = annotate(canvas, faces, numbered=True)
+    # Each label is wider with its number in front ("1 happy 90%"), boxes unchanged.
+    for (x, y, w, h) in (f.box for f in faces):
+        label_row = slice(max(0, y - 40), y - 3)
+        np.testing.assert_array_equal(plain[y:y + h, x:x + w], numbered[y:y + h, x:x + w])
+        assert (np.any(numbered[label_row] != plain[label_row]))
+    boxes_only = annotate(canvas, [{"box": [20, 80, 60, 60]}], numbered=True)
+    assert np.any(boxes_only[40:77, 20:80] != 90)  # a box with no emotion gets its number
 
 
 # ------------------------------------------------------------- inputs of every kind

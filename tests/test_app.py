@@ -19,7 +19,13 @@ from helpers_faces import overlap
 pytest.importorskip("streamlit")
 
 from fervision.apps import cli  # noqa: E402
-from fervision.apps.streamlit_app import MAX_SIDE, decode_upload, process_upload  # noqa: E402
+from fervision.apps.streamlit_app import (  # noqa: E402
+    MAX_SIDE,
+    decode_upload,
+    face_heading,
+    probability_chart,
+    process_upload,
+)
 from fervision.faces import analysis  # noqa: E402
 
 APP = Path(cli.app_path())
@@ -38,9 +44,22 @@ def test_process_upload(face_frame, detector, tiny_classifier):
     assert len(result.faces) == 1 and overlap(result.faces[0].box, patch) > 0.2
     rgb = result.annotated_rgb
     assert rgb.shape == canvas.shape and rgb.dtype == np.uint8
-    # RGB for display: the annotation's colours are swapped relative to a BGR drawing
-    bgr = analysis.annotate(canvas, result.faces)
+    # RGB for display: the annotation's colours are swapped relative to a BGR drawing;
+    # boxes numbered like the "Face 1", "Face 2" charts.
+    bgr = analysis.annotate(canvas, result.faces, numbered=True)
     np.testing.assert_array_equal(rgb, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    assert np.any(bgr != analysis.annotate(canvas, result.faces))
+
+
+def test_face_heading_and_chart_axis():
+    face = analysis.FaceResult((0, 0, 10, 10), "happy",
+                               {"angry": 0.05, "happy": 0.6, "sad": 0.35})
+    assert face_heading(2, face) == "Face 2: happy (60%)"
+    data, spec = probability_chart(face)
+    assert data == {"emotion": ["angry", "happy", "sad"], "probability": [0.05, 0.6, 0.35]}
+    x = spec["encoding"]["x"]
+    assert x["field"] == "probability" and x["scale"]["domain"] == [0, 1]
+    assert spec["encoding"]["y"]["sort"] is None  # the model's class order
 
 
 def test_decode_upload_errors_and_downscaling():
@@ -107,7 +126,10 @@ def test_page_with_a_face(app_models, face_frame):
     assert len(at.get("image")) == 1
     heads = [h.value for h in at.subheader]
     assert len(heads) == 1 and heads[0].startswith("Face 1: ") and heads[0].endswith("%)")
-    assert len(at.get("vega_lite_chart")) == 1  # the probability bar chart
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 1  # the probability bar chart, on a 0-1 axis
+    assert '"domain": [0, 1]' in charts[0].proto.spec.replace(" ", "").replace(
+        '"domain":[0,1]', '"domain": [0, 1]')
 
 
 def test_page_unreadable_upload(app_models):

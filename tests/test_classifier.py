@@ -667,3 +667,54 @@ def test_grid_search_cross_val_and_pipeline(data):
     pipe.set_params(clf__epochs=2).fit(X, y)
     assert len(pipe.named_steps["clf"].history_["loss"]) == 2
     assert pipe.predict(X[:4]).shape == (4,)
+
+
+def test_fit_shows_epoch_progress_by_default(data, capsys):
+    X, y = data
+    assert EmotionClassifier().verbose == 1  # scikit-learn's convention: progress on
+    params = {k: v for k, v in _clf().get_params().items() if k != "verbose"}
+    clf = EmotionClassifier(**{**params, "epochs": 2, "batch_size": 8}).fit(X, y)
+    out = capsys.readouterr().out
+    assert "Epoch 1/2" in out and "Epoch 2/2" in out and "loss" in out
+    clf.predict(X)  # larger than batch_size: Model.predict, still silent
+    clf.predict(X[:2])
+    assert capsys.readouterr().out == ""
+    _clf(epochs=2, verbose=0).fit(X, y).predict(X)
+    assert capsys.readouterr().out == ""
+
+
+def test_no_retracing_warning_in_a_scikit_learn_session(data):
+    """Graph mode (traced train/test/predict functions), a new model per clone: no
+    "tf.function retracing" message on the tensorflow logger, and no retrace within one
+    model for new batch sizes."""
+    import logging
+    import warnings
+
+    from fervision.estimator._inference import inference_fn
+
+    X, y = data
+    records = []
+    handler = logging.Handler(level=logging.DEBUG)
+    handler.emit = records.append
+    logger = logging.getLogger("tensorflow")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)  # the CLI's tests may have raised it to ERROR
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            # batch_size=4: test folds larger than a batch go through Model.predict too.
+            clf = _clf(run_eagerly=False, batch_size=4, validation_split=0.25)
+            cross_val_score(clf, X, y, cv=3)
+            search = GridSearchCV(clf, {"learning_rate": [1e-3, 2e-2]}, cv=2).fit(X, y)
+            best = search.best_estimator_
+            for n in (1, 3, 2, 4):  # new batch sizes: one trace of the inference function
+                best.predict(X[:n])
+            best.predict(X)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    messages = [r.getMessage() for r in records] + [str(w.message) for w in caught]
+    assert not [m for m in messages if "retracing" in m], messages
+    assert inference_fn(best.model_).experimental_get_tracing_count() == 1
+    assert best.model_.predict_function.experimental_get_tracing_count() <= 2

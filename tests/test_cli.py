@@ -83,7 +83,10 @@ def test_predict_json_with_a_bad_file(face_png, tmp_path, model_args, capsys):
     records = json.loads(captured.out)  # ONE JSON array on stdout, nothing else
     assert [r["path"] for r in records] == [str(face_png), str(missing), str(broken)]
     face = records[0]["faces"]
-    assert len(face) == 1 and set(face[0]) == {"box", "emotion", "scores"}
+    assert len(face) == 1 and list(face[0]) == ["box", "emotion", "dominant_emotion",
+                                                 "scores", "detection_score"]
+    assert face[0]["dominant_emotion"] == face[0]["emotion"]
+    assert 0 < face[0]["detection_score"] <= 1
     assert len(face[0]["box"]) == 4 and face[0]["emotion"] in face[0]["scores"]
     assert "error" in records[1] and "missing.jpg" in records[1]["error"]
     assert "error" in records[2] and "faces" not in records[2]
@@ -146,11 +149,15 @@ def test_video_missing_file_and_bad_camera(tmp_path, model_args, capsys):
     assert "camera 99" in capsys.readouterr().err
 
 
-def test_video_display_on_headless_opencv(short_video, model_args, capsys):
-    if "NONE" not in [ln for ln in cv2.getBuildInformation().splitlines() if "GUI:" in ln][0]:
-        pytest.skip("this OpenCV has a GUI")
+def test_video_display_without_a_window_toolkit(short_video, model_args, capsys,
+                                                monkeypatch):
+    from fervision.faces import _video_io
+
+    monkeypatch.setattr(_video_io, "_has_tk", lambda: False)  # no tkinter, and
+    monkeypatch.setattr(_video_io, "_opencv_has_gui", lambda: False)  # headless OpenCV
     assert main(["video", str(short_video), "--display", *model_args]) == 1
-    assert "headless" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "tkinter" in err and "python3-tk" in err
 
 
 @pytest.fixture
@@ -205,7 +212,34 @@ def test_app_launches_streamlit(monkeypatch):
     cmd = calls[0]
     assert cmd[:4] == [sys.executable, "-m", "streamlit", "run"]
     assert cmd[4].endswith("streamlit_app.py") and (cli.app_path()).is_file()
-    assert cmd[5:] == ["--server.port", "8765", "--server.headless", "true"]
+    assert cmd[5:] == ["--server.address", "127.0.0.1", "--browser.gatherUsageStats",
+                       "false", "--server.port", "8765", "--server.headless", "true"]
+
+
+def test_help_states_the_real_defaults(capsys):
+    parser = cli.build_parser()
+    texts = [parser.format_help()]
+    for name in ("predict", "video", "webcam", "train", "evaluate", "app"):
+        texts.append(parser._subparsers._group_actions[0].choices[name].format_help())
+    text = " ".join(" ".join(texts).split())
+    assert "FaceDetector()'s default" not in text and "download" not in text.replace(
+        "no download", "")
+    assert "the classifier's)" not in text
+    assert "default: yunet, with its bundled model" in text
+    assert "face_detection_yunet_2026may.onnx" in text
+    assert "default: 127.0.0.1" in text and "--verbose" in text
+
+
+def test_app_is_local_and_sends_no_statistics_unless_asked(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    assert main(["app"]) == 0
+    assert main(["app", "--host", "0.0.0.0"]) == 0
+    for cmd, host in zip(calls, ("127.0.0.1", "0.0.0.0"), strict=True):
+        i = cmd.index("--server.address")
+        assert cmd[i + 1] == host
+        j = cmd.index("--browser.gatherUsageStats")
+        assert cmd[j + 1] == "false"
 
 
 def test_default_model_env_is_used(face_png, tiny_model_path, yunet_onnx, monkeypatch,

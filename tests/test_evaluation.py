@@ -97,6 +97,22 @@ def test_evaluate_with_sklearn_estimator(rng):
     assert report.per_class["fear"]["recall"] == 0.0
 
 
+def test_evaluate_shows_progress_on_many_samples(rng, capsys):
+    X = np.concatenate([rng.normal(0, 1, (150, 4)), rng.normal(3, 1, (150, 4))])
+    y = np.array(["happy"] * 150 + ["sad"] * 150)
+    clf = LogisticRegression().fit(X, y)
+    quiet = evaluate(clf, X, y, progress=False)
+    assert capsys.readouterr().err == ""
+    report = evaluate(clf, X, y)  # 300 > PROGRESS_MIN_SAMPLES: a bar by default
+    err = capsys.readouterr().err
+    assert "evaluating" in err and "300/300" in err
+    np.testing.assert_array_equal(report.confusion_matrix, quiet.confusion_matrix)  # chunked
+    evaluate(clf, X[:20], y[:20])  # few samples: no bar
+    assert capsys.readouterr().err == ""
+    evaluate(clf, list(X[:20]), list(y[:20]), progress=True)  # lists are chunked too
+    assert "20/20" in capsys.readouterr().err
+
+
 def test_evaluate_labels_include_unpredicted_classes(rng):
     X = rng.normal(size=(6, 3))
     y = np.array(["happy", "sad"] * 3)

@@ -1,7 +1,9 @@
 """fervision: facial emotion recognition as scikit-learn estimators over Keras 3.
 
 Public names are loaded on first use (PEP 562), so ``import fervision`` and
-``fervision --help`` do not import TensorFlow; ``fervision.EmotionClassifier`` does.
+``fervision --help`` do not import TensorFlow; ``fervision.EmotionClassifier`` does,
+without TensorFlow's start-up lines on stderr unless ``FERVISION_VERBOSE=1`` or a
+``TF_CPP_MIN_LOG_LEVEL`` asks for them (see ``fervision._quiet``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ _LAZY = {
     "analyze": "faces.analysis",
     "analyze_files": "faces._batch",
     "annotate": "faces.analysis",
+    "top_emotion": "faces.analysis",
     "process_video": "faces.video",
     "create_model": "nn.backbones",
     "list_backbones": "nn.backbones",
@@ -34,6 +37,10 @@ __all__ = ["EMOTIONS", "canonical_emotion", "__version__", *_LAZY]
 
 def __getattr__(name):
     if name in _LAZY:
+        if _LAZY[name].startswith(("estimator", "nn.")):
+            from ._quiet import import_tensorflow
+
+            import_tensorflow()
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value  # later lookups skip __getattr__
         return value

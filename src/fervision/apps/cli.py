@@ -43,16 +43,42 @@ def _error(message) -> None:
 
 
 # ------------------------------------------------------------------------- arguments
+_VERBOSE_HELP = ("show TensorFlow's start-up and log output on stderr (default: hidden; "
+                 "also FERVISION_VERBOSE=1, or a TF_CPP_MIN_LOG_LEVEL you set)")
+#: The commands that load a model, and so import TensorFlow.
+_TENSORFLOW_COMMANDS = ("predict", "video", "webcam", "train", "evaluate")
+
+
+def _setup_logging(args) -> None:
+    """Quiet by default: TensorFlow imported with its start-up lines kept off stderr
+    (:mod:`fervision._quiet`), its Python loggers at ERROR.  ``--verbose`` sets
+    ``FERVISION_VERBOSE=1`` (for worker processes too) and changes nothing else."""
+    import logging
+
+    from .._quiet import VERBOSE_ENV, import_tensorflow, verbose_requested
+
+    if getattr(args, "verbose", False):
+        os.environ[VERBOSE_ENV] = "1"
+    if args.command not in _TENSORFLOW_COMMANDS:
+        return
+    import_tensorflow()
+    if not verbose_requested():
+        for name in ("tensorflow", "absl"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", metavar="PATH",
                    help="a .keras model saved by EmotionClassifier.save (default: "
-                        "$FERVISION_MODEL, else the bundled model)")
+                        "$FERVISION_MODEL, else the bundled pretrained model 'default', "
+                        "no download)")
     g.add_argument("--detector", choices=DETECTOR_BACKENDS,
-                   help="face detector backend (default: FaceDetector()'s default)")
+                   help="face detector backend (default: yunet, with its bundled model)")
     g.add_argument("--detector-model", metavar="PATH",
-                   help="the detector's model file (e.g. a YuNet .onnx) instead of the "
-                        "bundled one")
+                   help="a YuNet .onnx model file for --detector yunet (default: "
+                        "$FERVISION_DETECTOR_MODEL, else the bundled "
+                        "face_detection_yunet_2026may.onnx, no download)")
 
 
 def _add_overwrite_option(p: argparse.ArgumentParser) -> None:
@@ -63,17 +89,22 @@ def _add_overwrite_option(p: argparse.ArgumentParser) -> None:
 
 def _add_stream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="OUT",
-                   help="write the annotated video here (.avi, .mp4, .mkv, .mov, .m4v)")
+                   help="write the annotated video here, with the source's audio: .mp4 "
+                        "(H.264, plays in browsers), .webm (VP9), .mov, .m4v, .mkv, .avi")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--csv", metavar="FILE", help="per-face results, one row per face")
     fmt.add_argument("--jsonl", metavar="FILE", help="per-frame results, one JSON per line")
+    p.add_argument("--summary", metavar="FILE",
+                   help="write the run's summary as JSON, with one entry per tracked "
+                        "person (dominant emotion, share of frames per emotion)")
     p.add_argument("--smoothing", type=float, default=0.0, metavar="A",
-                   help="exponential moving average of each face's scores over frames, "
-                        "0 (off, default) to <1 (steadier)")
+                   help="exponential moving average of each tracked face's scores over "
+                        "frames, 0 (off, default) to <1 (steadier)")
     p.add_argument("--display", action="store_true",
-                   help="show the annotated frames in a window ('q' quits); needs "
-                        "opencv-python (not -headless) and a display")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+                   help="show the annotated frames in a window ('q' quits); needs Tk "
+                        "(tkinter; Debian/Ubuntu: apt install python3-tk) and a display")
+    p.add_argument("--max-frames", type=int, metavar="N",
+                   help="stop after N frames (default: no limit)")
     p.add_argument("--every", type=int, default=1, metavar="N",
                    help="analyse every N-th frame only (default: 1)")
     p.add_argument("--max-unreadable", type=int, default=100, metavar="N",
@@ -92,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "evaluation and a web app.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("predict", help="emotions of the faces in images",
@@ -103,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "and quoted glob patterns")
     p.add_argument("--json", action="store_true",
                    help='print one JSON array: [{"path": ..., "faces": [{"box": [x, y, w, '
-                        'h], "emotion": ..., "scores": {...}}]}]')
+                        'h], "emotion": ..., "dominant_emotion": ..., "scores": {...}, '
+                        '"detection_score": ...}]}] (FaceResult.to_dict())')
     p.add_argument("--annotate", metavar="DIR",
                    help="save each image with boxes and emotions drawn into DIR, under "
                         "its own name (x.jpg -> DIR/x.jpg; a format OpenCV cannot write "
@@ -122,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on an existing Dask cluster (e.g. tcp://host:8786)")
     g.add_argument("--batch-size", type=int, metavar="N",
-                   help="faces per network call (default: the model's batch size)")
+                   help="faces per network call (default: the model's batch_size, 64 "
+                        "for the bundled model)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_model_options(p)
 
@@ -148,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, default=48, metavar="S",
                    help="side of the square network input (default: 48)")
     p.add_argument("--learning-rate", type=float, metavar="LR",
-                   help="optimizer learning rate (default: the classifier's)")
+                   help="optimizer learning rate (default: 0.001)")
     p.add_argument("--validation-dir", metavar="DIR",
                    help="image folder monitored during training (early stopping) and "
                         "scored after it (accuracy, macro F1)")
@@ -167,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder per class")
     p.add_argument("--model", metavar="PATH",
                    help="a saved .keras model (default: $FERVISION_MODEL, else the bundled "
-                        "model)")
+                        "pretrained model 'default')")
     p.add_argument("--out", metavar="DIR",
                    help="write report.json, report.md and confusion_matrix.png here")
     _add_overwrite_option(p)
@@ -179,14 +213,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", choices=["none", "flip", "crops"], default=None,
                    help="test-time augmentation (default: the model's own setting, which "
                         "for the pretrained models is none: one pass per face)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (default: one on stderr for more than "
+                        "256 images)")
 
     p = sub.add_parser("app", help="launch the Streamlit web app",
                        description="Launch the Streamlit app (needs `pip install "
-                                   "fervision[app]`). Arguments after the options are "
-                                   "passed to `streamlit run`.")
+                                   "fervision[app]`) on this machine only, with "
+                                   "Streamlit's usage statistics off. Arguments after the "
+                                   "options are passed to `streamlit run`.")
+    p.add_argument("--host", default="127.0.0.1", metavar="ADDRESS",
+                   help="address the server listens on (default: 127.0.0.1, this "
+                        "machine only; 0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, help="server port (default: Streamlit's, 8501)")
     p.add_argument("streamlit_args", nargs=argparse.REMAINDER,
                    help="extra `streamlit run` arguments, e.g. -- --server.headless true")
+    for p in sub.choices.values():  # also after the command: fervision predict -v x.jpg
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help=_VERBOSE_HELP)
     return parser
 
 
@@ -369,13 +413,14 @@ def cmd_predict(args) -> int:
 def _run_stream(args, source) -> int:
     import warnings
 
-    from ..faces.video import FOURCC_BY_EXTENSION, process_video
-    from ..files import check_output_path
+    from ..faces.video import VIDEO_EXTENSIONS, process_video
+    from ..files import check_output_path, write_json
 
     inputs = [source] if isinstance(source, str) else []
-    for what, path, suffixes in (("output video", args.output, set(FOURCC_BY_EXTENSION)),
+    for what, path, suffixes in (("output video", args.output, VIDEO_EXTENSIONS),
                                  ("CSV file", args.csv, None),
-                                 ("JSONL file", args.jsonl, None)):
+                                 ("JSONL file", args.jsonl, None),
+                                 ("summary file", args.summary, None)):
         if path:  # before the models load; process_video checks again, and more
             check_output_path(path, what=what, inputs=inputs, suffixes=suffixes,
                               overwrite=args.overwrite)
@@ -390,10 +435,19 @@ def _run_stream(args, source) -> int:
         )
     print(f"{summary.source}: {summary.frames} frames, {summary.faces} faces in "
           f"{summary.seconds:.1f} s ({summary.fps:.1f} frames/s)")
+    for t in summary.tracks[:10]:  # the people of the video, by track id
+        share = t["emotion_share"][t["dominant_emotion"]]
+        print(f"  person #{t['track']}: {t['dominant_emotion']} ({share:.0%} of "
+              f"{t['frames']} frames, {t['first_s']:.1f}-{t['last_s']:.1f} s)")
+    if len(summary.tracks) > 10:
+        print(f"  ... {len(summary.tracks) - 10} more tracks"
+              + (f" in {args.summary}" if args.summary else ""))
+    if args.summary:
+        write_json(args.summary, summary.to_dict())
     if summary.unreadable_frames:
         print(f"{PROG}: warning: skipped {summary.unreadable_frames} unreadable frame(s) "
               f"of {summary.source} (damaged file); they are in no output", file=sys.stderr)
-    written = [p for p in (args.output, args.csv, args.jsonl) if p]
+    written = [p for p in (args.output, args.csv, args.jsonl, args.summary) if p]
     if summary.interrupted:
         print(f"{PROG}: stopped: {summary.reason}", file=sys.stderr)
         if written:
@@ -481,7 +535,7 @@ def cmd_evaluate(args) -> int:
     if args.tta is not None:
         clf.set_params(tta=False if args.tta == "none" else args.tta)
     X, y = load_image_folder(args.data_dir, max_per_class=args.max_per_class)
-    report = evaluate(clf, X, y)
+    report = evaluate(clf, X, y, progress=False if args.no_progress else None)
     print(report)
     if args.out:
         report.save(args.out)
@@ -499,7 +553,9 @@ def cmd_app(args) -> int:
         _error("the app needs Streamlit: pip install 'fervision[app]'")
         return EXIT_FAILED
     extra = [a for a in args.streamlit_args if a != "--"]
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app_path())]
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app_path()),
+           # Local by default (people upload face photos), no usage statistics sent.
+           "--server.address", args.host, "--browser.gatherUsageStats", "false"]
     if args.port is not None:
         cmd += ["--server.port", str(args.port)]
     try:
@@ -532,6 +588,7 @@ def main(argv=None) -> int:
     except SystemExit as exc:  # --help, --version, usage errors
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
     try:
+        _setup_logging(args)
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         _error("interrupted (Ctrl-C)")

@@ -99,8 +99,32 @@ def process_upload(data: bytes, detector, classifier, name: str = "upload") -> U
     """
     image = decode_upload(data, name)
     faces = analyze_frame(image, detector, classifier, name=repr(name))
-    annotated = annotate(image, faces, copy=False)
+    # Numbered boxes, in the order of the "Face 1", "Face 2" charts (face_heading).
+    annotated = annotate(image, faces, copy=False, numbered=True)
     return UploadResult(cv2.cvtColor(annotated, cv2.COLOR_BGR2RGB), faces)
+
+
+def face_heading(number: int, face: FaceResult) -> str:
+    """The heading above a face's chart, "Face 1: happy (89%)"; ``number`` is 1-based
+    and is the number drawn in that face's box."""
+    return f"Face {number}: {face.emotion} ({face.confidence:.0%})"
+
+
+def probability_chart(face: FaceResult) -> tuple[dict, dict]:
+    """``(data, spec)`` for ``st.vega_lite_chart``: one horizontal bar per emotion, in
+    the model's order, on a probability axis from 0 to 1 whatever the scores."""
+    data = {"emotion": list(face.scores),
+            "probability": [float(v) for v in face.scores.values()]}
+    spec = {
+        "mark": {"type": "bar", "tooltip": True},
+        "height": 220,
+        "encoding": {
+            "y": {"field": "emotion", "type": "nominal", "sort": None, "title": None},
+            "x": {"field": "probability", "type": "quantitative", "title": "probability",
+                  "scale": {"domain": [0, 1]}, "axis": {"format": ".0%"}},
+        },
+    }
+    return data, spec
 
 
 def render() -> None:
@@ -141,11 +165,9 @@ def render() -> None:
         )
         return
     for i, face in enumerate(result.faces, start=1):
-        right.subheader(f"Face {i}: {face.emotion} ({face.confidence:.0%})")
-        scores = pd.DataFrame({"emotion": list(face.scores),
-                               "probability": list(face.scores.values())})
-        right.bar_chart(scores, x="emotion", y="probability", horizontal=True, sort=False,
-                        height=220)
+        right.subheader(face_heading(i, face))
+        data, spec = probability_chart(face)
+        right.vega_lite_chart(pd.DataFrame(data), spec)
 
 
 def _models():

@@ -231,7 +231,13 @@ def report_from_predictions(y_true, y_pred, labels=None) -> EvaluationReport:
     )
 
 
-def evaluate(estimator, X, y, labels=None) -> EvaluationReport:
+#: ``evaluate`` predicts in chunks of this many samples, one progress-bar step each.
+PROGRESS_CHUNK = 128
+#: ``evaluate``'s progress bar shows by default for more samples than this.
+PROGRESS_MIN_SAMPLES = 256
+
+
+def evaluate(estimator, X, y, labels=None, progress: bool | None = None) -> EvaluationReport:
     """Score a fitted classifier on ``(X, y)``.
 
     Parameters
@@ -246,6 +252,10 @@ def evaluate(estimator, X, y, labels=None) -> EvaluationReport:
     labels : list, optional
         Class order; default: the estimator's ``classes_`` (then any other label seen in
         ``y`` or the predictions), else as in :func:`report_from_predictions`.
+    progress : bool, optional
+        Show a tqdm progress bar on stderr while predicting (in chunks of
+        :data:`PROGRESS_CHUNK` samples); default: for more than
+        :data:`PROGRESS_MIN_SAMPLES` samples.  The predictions are the same either way.
 
     Returns
     -------
@@ -266,12 +276,30 @@ def evaluate(estimator, X, y, labels=None) -> EvaluationReport:
         raise ValueError("X and y must not be empty; need at least one sample to evaluate")
     if n_x != len(y):
         raise ValueError(f"X and y have different numbers of samples: {n_x} != {len(y)}")
-    y_pred = np.asarray(estimator.predict(X))
+    y_pred = _predict_with_progress(estimator, X, n_x, progress)
     if labels is None and hasattr(estimator, "classes_"):
         classes = list(np.asarray(estimator.classes_).tolist())
         extra = [lab for lab in unique_labels(y, y_pred).tolist() if lab not in classes]
         labels = _default_labels(classes) + extra
     return report_from_predictions(y, y_pred, labels=labels)
+
+
+def _predict_with_progress(estimator, X, n: int, progress: bool | None) -> np.ndarray:
+    show = progress if progress is not None else n > PROGRESS_MIN_SAMPLES
+    if not show:
+        return np.asarray(estimator.predict(X))
+    import sys
+
+    from sklearn.utils import _safe_indexing
+    from tqdm.auto import tqdm
+
+    parts = []
+    with tqdm(total=n, desc="evaluating", unit="img", file=sys.stderr) as bar:
+        for start in range(0, n, PROGRESS_CHUNK):
+            rows = np.arange(start, min(start + PROGRESS_CHUNK, n))
+            parts.append(np.asarray(estimator.predict(_safe_indexing(X, rows))))
+            bar.update(len(rows))
+    return np.concatenate(parts)
 
 
 def _plot_matrix(cm: np.ndarray, labels, normalize, ax) -> Figure:

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import warnings
 
-from ._classifier import EmotionClassifier
-from ._encoders import OneHotTargetEncoder
+from .._quiet import import_tensorflow
+
+import_tensorflow()  # before Keras: TensorFlow's start-up lines kept off stderr
+
+from ._classifier import EmotionClassifier  # noqa: E402
+from ._encoders import OneHotTargetEncoder  # noqa: E402
 
 __all__ = ["EmotionClassifier", "OneHotTargetEncoder"]
 

@@ -147,8 +147,12 @@ class EmotionClassifier(KerasClassifier):
         custom loss receives one-hot targets.
     callbacks : list or None, default=None
         Extra Keras callbacks (SciKeras routing: ``callbacks__...``).
-    verbose : int, default=0
-        Keras verbosity.
+    verbose : int, default=1
+        Progress of ``fit`` (scikit-learn's convention; SciKeras's and Keras's default):
+        ``1`` Keras's progress bar, one line per epoch (with loss and metrics) when
+        output is not a terminal; ``2`` one line per epoch; ``0`` silent.  Prediction
+        stays silent whatever the value (``predict__verbose=1`` shows Keras's bar for
+        inputs larger than ``batch_size``).
     **kwargs
         SciKeras-routed parameters (``model__``, ``optimizer__``, ``fit__``, ...).
 
@@ -176,7 +180,8 @@ class EmotionClassifier(KerasClassifier):
     >>> rng = np.random.default_rng(0)
     >>> X = rng.integers(0, 256, size=(16, 48, 48), dtype=np.uint8)
     >>> y = np.array(["happy", "sad"] * 8)
-    >>> clf = EmotionClassifier(backbone="fernet_tiny", epochs=1, random_state=0)
+    >>> clf = EmotionClassifier(backbone="fernet_tiny", epochs=1, random_state=0,
+    ...                         verbose=0)  # default 1: Keras's per-epoch progress
     >>> clf.fit(X, y).predict(X[:2]).shape
     (2,)
     >>> clf.classes_
@@ -215,7 +220,7 @@ class EmotionClassifier(KerasClassifier):
         metrics=None,
         loss=None,
         callbacks=None,
-        verbose=0,
+        verbose=1,
         **kwargs,
     ):
         super().__init__(

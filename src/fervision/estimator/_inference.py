@@ -9,9 +9,74 @@ from sklearn.exceptions import NotFittedError
 from ..nn.tta import predict_with_tta, resolve_tta
 from . import _scikeras
 
-__all__ = ["inference_batch_size", "inference_fn", "predict_raw"]
+__all__ = ["inference_batch_size", "inference_fn", "one_trace_per_model", "predict_raw"]
 
 _FN_ATTR = "_fervision_inference_fn"
+
+
+def one_trace_per_model(fn, depth: int = 3):
+    """Mark the ``tf.function`` objects in ``fn`` (itself, ``__wrapped__``, its closure)
+    as traced once per model; returns ``fn``.
+
+    TensorFlow counts traces per Python *code object*, across every function object made
+    from it, and warns ("5 out of the last 5 calls to ... triggered tf.function
+    retracing") after five.  Keras makes new train/test/predict functions for each new
+    model, and so does :func:`inference_fn`; a scikit-learn session (``cross_val_score``,
+    ``GridSearchCV``: a new clone, so a new model, per fit) traces each of them once per
+    model, which cannot be shared (each model has its own variables), and TensorFlow
+    reported those first traces as retracing.  Within one model the functions do not
+    retrace for new batch sizes (Keras's ``reduce_retracing=True``; our input signature
+    with a free batch dimension).  This sets the flag TensorFlow itself sets on restored
+    functions for the same reason; genuine retracing of one function object still counts
+    as before for any other code.
+    """
+    stack, seen = [(fn, 0)], set()
+    while stack:
+        obj, level = stack.pop()
+        if obj is None or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if hasattr(obj, "_omit_frequent_tracing_warning"):  # a tf.function
+            obj._omit_frequent_tracing_warning = True
+        if level >= depth:
+            continue
+        stack.append((getattr(obj, "__wrapped__", None), level + 1))
+        for cell in getattr(obj, "__closure__", None) or ():
+            try:
+                stack.append((cell.cell_contents, level + 1))
+            except ValueError:  # an empty cell
+                pass
+    return fn
+
+
+def _one_trace_callback():
+    import keras
+
+    class OneTracePerModel(keras.callbacks.Callback):
+        """Applies :func:`one_trace_per_model` to the functions Keras made for this fit,
+        evaluation or prediction, before their first call."""
+
+        def _mark(self, *names):
+            for name in names:
+                one_trace_per_model(getattr(self.model, name, None))
+
+        def on_train_begin(self, logs=None):
+            self._mark("train_function")
+
+        def on_test_begin(self, logs=None):
+            self._mark("test_function")
+
+        def on_predict_begin(self, logs=None):
+            self._mark("predict_function")
+
+    return OneTracePerModel
+
+
+def __getattr__(name):  # a Keras class, defined once Keras is needed
+    if name == "OneTracePerModel":
+        globals()[name] = cls = _one_trace_callback()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def inference_fn(model):
@@ -31,6 +96,7 @@ def inference_fn(model):
             lambda x: model(x, training=False),
             input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)],
         )
+        one_trace_per_model(fn)
         object.__setattr__(model, _FN_ATTR, fn)  # bypass Keras attribute tracking
     return fn
 
@@ -66,4 +132,10 @@ def forward(est, X, **kwargs):
         if est.run_eagerly:
             return np.asarray(est.model_(X, training=False), dtype=np.float32)
         return np.asarray(inference_fn(est.model_)(X), dtype=np.float32)
-    return est.model_.predict(X, **_scikeras.predict_arguments(est, len(X), **kwargs))
+    if not est.run_eagerly:  # made now, so that it is marked before its first trace
+        est.model_.make_predict_function()
+        one_trace_per_model(est.model_.predict_function)
+    args = _scikeras.predict_arguments(est, len(X), **kwargs)
+    if "verbose" not in kwargs and "predict__verbose" not in est.get_params():
+        args["verbose"] = 0  # ``verbose`` is fit's progress; predict__verbose asks here
+    return est.model_.predict(X, **args)

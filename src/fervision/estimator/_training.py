@@ -13,7 +13,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from ..data.preprocessing import check_images
 from ..files import atomic_write
 from ..nn.callbacks import training_callbacks
-from . import _scikeras
+from . import _inference, _scikeras
 from ._building import base_layer, compile_model
 from ._encoders import check_distribution, distribution_classes
 from ._inference import inference_batch_size
@@ -101,7 +101,8 @@ def _monitor(est):
 
 def _callbacks(est, backup_name="backup"):
     # TerminateOnNaN first: no checkpoint or backup of NaN weights after it fires.
-    return [keras.callbacks.TerminateOnNaN()] + training_callbacks(
+    # OneTracePerModel: no "tf.function retracing" warning for a new model's first trace.
+    return [keras.callbacks.TerminateOnNaN(), _inference.OneTracePerModel()] + training_callbacks(
         monitor=_monitor(est), early_stopping=est.early_stopping,
         reduce_lr=est.reduce_lr, checkpoint_dir=est.checkpoint_dir,
         keep_checkpoints=est.keep_checkpoints, resume=est.resume,

@@ -40,12 +40,13 @@ __all__ = [
     "default_detector",
     "read_image",
     "to_bgr",
+    "top_emotion",
 ]
 
 #: Environment variable naming a saved model to use instead of the bundled default.
 MODEL_ENV = "FERVISION_MODEL"
-#: Environment variable naming a YuNet ``.onnx`` file for the default detector (instead
-#: of the one downloaded by :func:`fervision.weights.fetch`; for offline machines).
+#: Environment variable naming a YuNet ``.onnx`` file for the default detector, instead
+#: of the one bundled in the package.
 DETECTOR_MODEL_ENV = "FERVISION_DETECTOR_MODEL"
 
 _DEFAULTS: dict[str, object] = {}
@@ -61,26 +62,60 @@ class FaceResult:
     box : tuple of int
         ``(x, y, w, h)`` in pixels of the analysed image.
     emotion : str
-        The most probable class.
+        The most probable class (also :attr:`dominant_emotion`).
     scores : dict of str to float
         Probability of every class of the classifier (``classifier.classes_`` order).
+    detection_score : float or None
+        The face detector's confidence that this is a face (YuNet and MTCNN: 0 to 1;
+        the Haar backend gives none and reports 1.0); None when the result was not
+        made from a detection.
     """
 
     box: tuple[int, int, int, int]
     emotion: str
     scores: dict[str, float] = field(default_factory=dict)
+    detection_score: float | None = None
 
     @property
     def confidence(self) -> float:
         """Probability of :attr:`emotion`."""
         return self.scores[self.emotion]
 
+    @property
+    def dominant_emotion(self) -> str:
+        """:attr:`emotion`, under the name deepface uses."""
+        return self.emotion
+
     def to_dict(self) -> dict:
-        """JSON-ready ``{"box": [x, y, w, h], "emotion": ..., "scores": {...}}``."""
+        """The result as JSON-ready built-in types; a stable schema.
+
+        Every key is always present, in this order; new keys may be added in later
+        versions, none is renamed or removed without a deprecation period.  The CLI's
+        ``predict --json`` and the ``faces`` of :func:`fervision.analyze_files` and the
+        video JSONL records are lists of these.
+
+        ==================== ================== ========================================
+        key                  type               value
+        ==================== ================== ========================================
+        ``box``              list of 4 int      ``[x, y, w, h]``, pixels of the image
+        ``emotion``          str                the most probable class
+        ``dominant_emotion`` str                the same, under deepface's name
+        ``scores``           dict of str: float every class's probability (the
+                                                classifier's class order; sum 1)
+        ``detection_score``  float or null      the detector's confidence, 0 to 1
+        ==================== ================== ========================================
+
+        Returns
+        -------
+        dict
+        """
         return {
             "box": [int(v) for v in self.box],
             "emotion": self.emotion,
+            "dominant_emotion": self.emotion,
             "scores": {k: float(v) for k, v in self.scores.items()},
+            "detection_score": (None if self.detection_score is None
+                                else float(self.detection_score)),
         }
 
     def __getitem__(self, key: str):
@@ -281,7 +316,8 @@ def results_from(faces, proba, classes) -> list[FaceResult]:
     for face, row in zip(faces, proba, strict=True):
         scores = {c: float(p) for c, p in zip(classes, row, strict=True)}
         box = tuple(int(v) for v in face.box)
-        out.append(FaceResult(box=box, emotion=classes[int(np.argmax(row))], scores=scores))
+        out.append(FaceResult(box=box, emotion=classes[int(np.argmax(row))], scores=scores,
+                              detection_score=getattr(face, "score", None)))
     return out
 
 
@@ -320,7 +356,9 @@ def analyze(image, detector=None, classifier=None, *, rgb: bool = False, name: s
     -------
     list of FaceResult, or list of lists of FaceResult for a list input
         One per face, largest first; ``result.to_dict()`` gives
-        ``{"box": [x, y, w, h], "emotion": "happy", "scores": {"angry": 0.01, ...}}``.
+        ``{"box": [x, y, w, h], "emotion": "happy", "dominant_emotion": "happy",
+        "scores": {"angry": 0.01, ...}, "detection_score": 0.93}`` (the schema:
+        :meth:`FaceResult.to_dict`).
 
     Raises
     ------
@@ -353,6 +391,35 @@ def analyze(image, detector=None, classifier=None, *, rgb: bool = False, name: s
     return analyze_frame(bgr, detector, classifier, name=name)
 
 
+def top_emotion(image, detector=None, classifier=None, *,
+                rgb: bool = False) -> tuple[str | None, float | None]:
+    """The emotion of the largest face and its probability, or ``(None, None)``.
+
+    Parameters
+    ----------
+    image, detector, classifier, rgb
+        As for :func:`analyze` (one image).
+
+    Returns
+    -------
+    (str, float) or (None, None)
+        ``(emotion, score)`` of the largest face (``analyze(image)[0]``), as fer's
+        ``FER.top_emotion``; ``(None, None)`` when no face is found.
+
+    Examples
+    --------
+    >>> import fervision
+    >>> fervision.top_emotion("portrait.jpg")  # doctest: +SKIP
+    ('happy', 0.89)
+    """
+    if isinstance(image, list | tuple) and image and all(_is_single_input(i) for i in image):
+        raise TypeError("top_emotion takes one image; use analyze() for a list")
+    faces = analyze(image, detector, classifier, rgb=rgb)
+    if not faces:
+        return None, None
+    return faces[0].emotion, float(faces[0].confidence)
+
+
 def _input_name(image, default: str) -> str:
     if isinstance(image, str | os.PathLike):
         return f"{default} ({os.fspath(image)!r})" if default != "image" else repr(
@@ -382,7 +449,8 @@ def _as_face_dict(face) -> dict:
     raise TypeError(f"expected FaceResult or dict faces, got {type(face).__name__}")
 
 
-def annotate(image, faces, *, copy: bool = True, rgb: bool = False) -> np.ndarray:
+def annotate(image, faces, *, copy: bool = True, rgb: bool = False,
+             numbered: bool = False) -> np.ndarray:
     """Draw each face's box, emotion and confidence on an image.
 
     Parameters
@@ -396,6 +464,9 @@ def annotate(image, faces, *, copy: bool = True, rgb: bool = False) -> np.ndarra
         Draw on a copy; with False a 3-channel uint8 array is drawn on in place.
     rgb : bool, default=False
         ``image`` is RGB; colours are then swapped so they look the same.
+    numbered : bool, default=False
+        Start each label with the face's 1-based position in ``faces`` ("1 happy 89%"),
+        to match a list of results ("Face 1", "Face 2", as in the app).
 
     Returns
     -------
@@ -417,7 +488,7 @@ def annotate(image, faces, *, copy: bool = True, rgb: bool = False) -> np.ndarra
     h_img, w_img = out.shape[:2]
     scale = max(0.45, min(1.2, min(h_img, w_img) / 800))
     thick = max(1, round(2 * scale))
-    for face in faces:
+    for number, face in enumerate(faces, start=1):
         d = _as_face_dict(face)
         x, y, w, h = (int(v) for v in d["box"])
         emotion = d.get("emotion")
@@ -428,12 +499,14 @@ def annotate(image, faces, *, copy: bool = True, rgb: bool = False) -> np.ndarra
         if rgb:
             color = color[::-1]
         cv2.rectangle(out, (x, y), (x + w, y + h), color, thick, cv2.LINE_AA)
-        if emotion is None:
+        if emotion is None and not numbered:
             continue
-        label = str(emotion)
+        label = "" if emotion is None else str(emotion)
         scores = d.get("scores") or {}
         if emotion in scores:
             label += f" {float(scores[emotion]):.0%}"
+        if numbered:
+            label = f"{number} {label}".rstrip()
         _draw_label(out, label, x, y, color, text_color, scale, thick)
     return out
 
