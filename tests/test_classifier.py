@@ -459,19 +459,33 @@ def test_from_keras_model_keeps_output_order(fitted, data, tmp_path):
 
 
 def test_from_pretrained_bundled_and_fetched(fitted, tmp_path, monkeypatch):
-    path = fitted.save(tmp_path / "default.keras")
-    monkeypatch.setattr(_persistence, "bundled_model_path", lambda: tmp_path / "absent.keras")
-    with pytest.raises(FileNotFoundError, match="bundled default model"):
-        EmotionClassifier.from_pretrained()
-    monkeypatch.setattr(_persistence, "bundled_model_path", lambda: path)
-    clf = EmotionClassifier.from_pretrained()
-    np.testing.assert_array_equal(clf.classes_, fitted.classes_)
-    asked = []
-    import fervision.weights
+    import dataclasses
+    import hashlib
 
+    import fervision.weights
+    from fervision.weights import PretrainedModel
+
+    path = fitted.save(tmp_path / "mine.keras")
+    monkeypatch.setattr(fervision.weights, "_PRETRAINED", {})
+    fervision.weights.register_pretrained(PretrainedModel(
+        "bundled", "test data", "a tiny model", file="absent.keras", sha256="0" * 64))
+    with pytest.raises(FileNotFoundError, match="bundled model 'bundled' is missing"):
+        EmotionClassifier.from_pretrained("bundled")
+    monkeypatch.setitem(fervision.weights._REGISTRY, "fer-resnet",
+                        fervision.weights.WeightEntry(
+                            "fer-resnet", "http://127.0.0.1/x.keras",
+                            hashlib.sha256(path.read_bytes()).hexdigest(), "x.keras"))
+    fervision.weights.register_pretrained(PretrainedModel(
+        "fer-resnet", "test data", "a tiny model", weights="fer-resnet",
+        params={"tta": "flip"}))
+    asked = []
     monkeypatch.setattr(fervision.weights, "fetch", lambda name: asked.append(name) or path)
     other = EmotionClassifier.from_pretrained("fer-resnet")
     assert asked == ["fer-resnet"] and other.input_size == SIZE
+    np.testing.assert_array_equal(other.classes_, fitted.classes_)
+    assert other.tta == "flip"  # the registry's settings
+    assert EmotionClassifier.from_pretrained("fer-resnet", tta=False).tta is False
+    assert dataclasses.asdict(fervision.weights.pretrained_info("fer-resnet"))["params"]
 
 
 def test_export_delegates_to_export_module(fitted, monkeypatch, tmp_path):

@@ -190,14 +190,17 @@ def test_train_then_evaluate(image_folder, tmp_path, capsys):
     assert cv2.imread(str(report_dir / "confusion_matrix.png")) is not None
 
 
-def test_evaluate_default_model_keeps_its_shipped_tta(image_folder, tiny_classifier,
-                                                      monkeypatch, capsys):
+def test_evaluate_uses_the_default_model_and_its_settings(image_folder, tiny_classifier,
+                                                         monkeypatch, capsys):
     seen = []
     monkeypatch.setattr(analysis, "load_default_classifier",
                         lambda realtime=True: seen.append(realtime) or tiny_classifier)
     assert main(["evaluate", str(image_folder)]) == 0
-    assert seen == [False]  # not the real-time (2-view) variant
+    assert seen == [True]  # the one setting every path uses
     assert "accuracy" in capsys.readouterr().out.lower()
+    assert main(["evaluate", str(image_folder), "--tta", "flip", "--out",
+                 str(image_folder.parent / "report")]) == 0
+    assert tiny_classifier.tta == "flip"
 
 
 def test_train_bad_folder(tmp_path, capsys):
