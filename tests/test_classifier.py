@@ -18,7 +18,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 import fervision
 from fervision import EmotionClassifier
-from fervision.estimator import _persistence, _scikeras
+from fervision.estimator import _scikeras
 from fervision.nn.backbones import BACKBONES, BASE_NAME, register_backbone
 
 SIZE = 16
