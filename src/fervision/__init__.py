@@ -9,10 +9,14 @@ without TensorFlow's start-up lines on stderr unless ``FERVISION_VERBOSE=1`` or 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 
 from .data.labels import EMOTIONS, canonical_emotion
 
-__version__ = "0.1.0"
+try:  # one source for the version: the installed distribution's metadata (pyproject)
+    __version__ = importlib.metadata.version("fervision")
+except importlib.metadata.PackageNotFoundError:  # a source tree that is not installed
+    __version__ = "0.0.0+unknown"
 
 # public name -> module that defines it
 _LAZY = {
