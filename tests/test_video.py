@@ -66,8 +66,9 @@ def test_outputs(face_video, detector, tiny_classifier, tmp_path):
     classes = [str(c) for c in tiny_classifier.classes_]
 
     rows = read_csv(csv_path)
-    assert list(rows[0]) == ["frame", "time_s", "face", "x", "y", "w", "h", "emotion",
-                             *classes]
+    assert list(rows[0]) == ["frame", "time_s", "face", "track", "x", "y", "w", "h",
+                             "emotion", *classes]
+    assert {r["track"] for r in rows} == {"1"}  # one face, one identity
     assert [int(r["frame"]) for r in rows] == list(range(N_FRAMES))
     assert [float(r["time_s"]) for r in rows] == pytest.approx(np.arange(N_FRAMES) / 10.0)
     for r, box in zip(rows, boxes, strict=True):
@@ -79,6 +80,7 @@ def test_outputs(face_video, detector, tiny_classifier, tmp_path):
     records = read_jsonl(jsonl_path)
     assert [rec["frame"] for rec in records] == list(range(N_FRAMES))
     assert all(len(rec["faces"]) == 1 for rec in records)
+    assert all(rec["faces"][0]["track"] == 1 for rec in records)
     assert records[3]["faces"][0]["box"] == [int(rows[3][k]) for k in "xywh"]
     assert set(records[0]["faces"][0]["scores"]) == set(classes)
 
@@ -86,6 +88,9 @@ def test_outputs(face_video, detector, tiny_classifier, tmp_path):
     assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (320, 240)
     cap.release()
     assert count_frames(out) == N_FRAMES
+    assert [t["track"] for t in summary.tracks] == [1]
+    assert summary.tracks[0]["frames"] == N_FRAMES
+    assert sum(summary.tracks[0]["emotion_share"].values()) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_every_and_max_frames(face_video, detector, tiny_classifier, tmp_path):
@@ -100,20 +105,24 @@ def test_every_and_max_frames(face_video, detector, tiny_classifier, tmp_path):
     assert len(read_csv(tmp_path / "b.csv")) == 4
 
 
-def test_smoother_ema_and_matching():
+def test_smoother_ema_per_track():
     sm = ScoreSmoother(0.5)
     a = np.array([[1.0, 0.0]])
     b = np.array([[0.0, 1.0]])
-    np.testing.assert_allclose(sm.update([(0, 0, 10, 10)], a), a)  # first frame: raw
-    np.testing.assert_allclose(sm.update([(1, 0, 10, 10)], b), [[0.5, 0.5]])  # same face
-    np.testing.assert_allclose(sm.update([(1, 0, 10, 10)], b), [[0.25, 0.75]])
-    np.testing.assert_allclose(sm.update([(50, 50, 10, 10)], a), a)  # new face: raw
-    # two faces that swap order in the detector's list keep their own history
+    np.testing.assert_allclose(sm.update([1], a), a)  # first frame: raw
+    np.testing.assert_allclose(sm.update([1], b), [[0.5, 0.5]])  # same track
+    np.testing.assert_allclose(sm.update([1], b), [[0.25, 0.75]])
+    np.testing.assert_allclose(sm.update([2], a), a)  # new track: raw
+    # two tracks listed in another order keep their own history
     sm = ScoreSmoother(0.5)
-    sm.update([(0, 0, 10, 10), (50, 50, 10, 10)], np.array([[1.0, 0.0], [0.0, 1.0]]))
-    out = sm.update([(50, 50, 10, 10), (0, 0, 10, 10)], np.array([[1.0, 0.0], [0.0, 1.0]]))
+    sm.update([1, 2], np.array([[1.0, 0.0], [0.0, 1.0]]))
+    out = sm.update([2, 1], np.array([[1.0, 0.0], [0.0, 1.0]]))
     np.testing.assert_allclose(out, [[0.5, 0.5], [0.5, 0.5]])
-    assert ScoreSmoother(0.0).update([(0, 0, 1, 1)], a) is not None
+    sm.update([1], a, keep=[1])  # track 2 is gone: its history too
+    np.testing.assert_allclose(sm.update([2], b), b)
+    assert ScoreSmoother(0.0).update([1], a) is not None
+    with pytest.raises(ValueError, match="track ids"):
+        sm.update([1, 2], a)
     for bad in (1.0, -0.1, float("nan")):
         with pytest.raises(ValueError, match="smoothing"):
             ScoreSmoother(bad)
@@ -198,11 +207,22 @@ def test_bad_source_type(detector, tiny_classifier):
         process_video(1.5, detector=detector, classifier=tiny_classifier)
 
 
-def test_display_without_gui_is_a_clear_error(face_video, detector, tiny_classifier):
-    if "NONE" not in [ln for ln in cv2.getBuildInformation().splitlines()
-                      if "GUI:" in ln][0]:
-        pytest.skip("this OpenCV has a GUI")
-    with pytest.raises(RuntimeError, match="headless"):
+def test_display_without_a_window_toolkit_is_a_clear_error(face_video, detector,
+                                                           tiny_classifier, monkeypatch):
+    from fervision.faces import _video_io
+
+    monkeypatch.setattr(_video_io, "_has_tk", lambda: False)
+    monkeypatch.setattr(_video_io, "_opencv_has_gui", lambda: False)
+    with pytest.raises(RuntimeError, match="python3-tk"):
+        process_video(face_video[0], detector=detector, classifier=tiny_classifier,
+                      display=True, progress=False)
+    monkeypatch.undo()
+    if not _video_io._has_tk() and not _video_io._opencv_has_gui():
+        return
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(_video_io.sys, "platform", "linux")
+    with pytest.raises(RuntimeError, match="DISPLAY"):
         process_video(face_video[0], detector=detector, classifier=tiny_classifier,
                       display=True, progress=False)
 

@@ -3,16 +3,22 @@
 :func:`process_video` reads frames with OpenCV, analyses each one (one detector call
 and ONE batched ``predict_proba`` per frame), and writes any of
 
-* an annotated copy of the video (``output=``, codec chosen by the file extension),
+* an annotated copy of the video (``output=``: H.264 in ``.mp4``, VP9 in ``.webm``,
+  written with PyAV, with the source's audio),
 * a CSV file with one row per face (``csv=``),
 * a JSON Lines file with one object per frame (``jsonl=``),
-* a live window (``display=True``; needs an OpenCV build with a GUI and a display).
+* a live window (``display=True``; Tk from the standard library, and a display).
 
-Output files are opened when the first frame arrives and flushed after every frame, so
-whatever stops the run (end of the file, a truncated file, a camera unplugged, Ctrl-C,
-SIGTERM, ``q`` in the window) leaves them closed and valid up to the last processed
-frame.  Unreadable frames in the middle of a file (a damaged recording) are skipped, up
-to ``max_unreadable`` in a row, and counted.
+Each face gets a track id (:class:`~fervision.faces._tracking.FaceTracker`, ByteTrack)
+that stays with the person from frame to frame; smoothing is per track and the summary
+tells, per track, the dominant emotion and the share of frames of each emotion.
+
+Output files are opened when the first frame arrives; CSV and JSONL are flushed after
+every frame and the video is written under a temporary name and moved into place when
+closed, so whatever stops the run (end of the file, a truncated file, a camera
+unplugged, Ctrl-C, SIGTERM, ``q`` in the window) leaves them closed and valid up to the
+last processed frame.  Unreadable frames in the middle of a file (a damaged recording)
+are skipped, up to ``max_unreadable`` in a row, and counted.
 """
 
 from __future__ import annotations
@@ -26,13 +32,15 @@ import sys
 import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..files import check_output_path
+from ._tracking import FaceTracker
+from ._video_io import CODECS_BY_EXTENSION, VideoWriter, check_display, codecs_for, open_window
 from .analysis import (
     annotate,
     classify_faces,
@@ -40,18 +48,12 @@ from .analysis import (
     default_detector,
     results_from,
 )
-from .detection import box_iou
 
-__all__ = ["VideoSummary", "ScoreSmoother", "process_video", "FOURCC_BY_EXTENSION"]
+__all__ = ["VideoSummary", "ScoreSmoother", "FaceTracker", "process_video",
+           "CODECS_BY_EXTENSION", "VIDEO_EXTENSIONS"]
 
-#: Codec used for an annotated output video, by file extension.
-FOURCC_BY_EXTENSION = {
-    ".avi": "MJPG",
-    ".mp4": "mp4v",
-    ".m4v": "mp4v",
-    ".mov": "mp4v",
-    ".mkv": "MJPG",
-}
+#: Extensions an annotated output video may have (codecs in ``CODECS_BY_EXTENSION``).
+VIDEO_EXTENSIONS = frozenset(CODECS_BY_EXTENSION)
 
 _DEFAULT_FPS = 30.0  # when the source does not say (many webcams report 0)
 
@@ -83,6 +85,12 @@ class VideoSummary:
     unreadable_frames : int
         Frames of the source that could not be decoded and were skipped (a damaged
         file); they are in no output.
+    tracks : list of dict
+        One entry per tracked face (person), by track id: ``track``, ``frames`` (in
+        how many analysed frames it was seen), ``first_s``/``last_s`` (times of the
+        first and last), ``dominant_emotion`` (its most frequent emotion),
+        ``emotion_share`` (the share of its frames with each emotion on top, every
+        class, summing to 1) and ``mean_scores`` (its scores averaged over its frames).
     """
 
     source: str
@@ -93,6 +101,7 @@ class VideoSummary:
     interrupted: bool = False
     reason: str = ""
     unreadable_frames: int = 0
+    tracks: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """The summary as a JSON-ready dict."""
@@ -100,49 +109,87 @@ class VideoSummary:
 
 
 class ScoreSmoother:
-    """Exponential moving average of class scores per tracked face.
+    """Exponential moving average of class scores per track.
 
-    A face is tracked from one analysed frame to the next by greedy IoU matching of its
-    box (the pair with the largest overlap first, down to ``min_iou``); an unmatched face
-    starts a new track with its raw scores, and tracks not seen in a frame are dropped.
+    Each face's scores are averaged with the earlier scores of the same track (the
+    track ids of :class:`FaceTracker`), so two people keep their own history however
+    they move; a new track starts with its raw scores.
 
     Parameters
     ----------
     alpha : float in [0, 1)
         Weight of the past: ``smoothed = alpha * previous + (1 - alpha) * current``.
         0 turns smoothing off.
-    min_iou : float, default=0.3
-        Smallest box overlap that counts as the same face.
     """
 
-    def __init__(self, alpha: float, min_iou: float = 0.3):
+    def __init__(self, alpha: float):
         alpha = float(alpha)
         if not 0.0 <= alpha < 1.0 or math.isnan(alpha):
             raise ValueError(f"smoothing must be in [0, 1), got {alpha}")
         self.alpha = alpha
-        self.min_iou = min_iou
-        self._tracks: list[tuple[tuple, np.ndarray]] = []
+        self._state: dict[int, np.ndarray] = {}
 
-    def update(self, boxes, proba: np.ndarray) -> np.ndarray:
-        """Smooth this frame's ``proba`` (k, n_classes) given its face ``boxes``."""
+    def update(self, track_ids, proba: np.ndarray, *, keep=None) -> np.ndarray:
+        """Smooth this frame's ``proba`` (k, n_classes) given its faces' ``track_ids``.
+
+        ``keep``: the ids whose history to keep (the tracker's live tracks); by default
+        every id seen so far.
+        """
         proba = np.asarray(proba, dtype=np.float64)
         out = proba.copy()
-        if self.alpha > 0 and self._tracks and len(boxes):
-            pairs = sorted(
-                ((box_iou(b, tb), i, j) for i, b in enumerate(boxes)
-                 for j, (tb, _) in enumerate(self._tracks)),
-                reverse=True,
-            )
-            used_i, used_j = set(), set()
-            for iou, i, j in pairs:
-                if iou < self.min_iou:
-                    break
-                if i in used_i or j in used_j:
-                    continue
-                used_i.add(i)
-                used_j.add(j)
-                out[i] = self.alpha * self._tracks[j][1] + (1 - self.alpha) * proba[i]
-        self._tracks = [(tuple(b), out[i]) for i, b in enumerate(boxes)]
+        if len(track_ids) != len(proba):
+            raise ValueError(f"{len(track_ids)} track ids for {len(proba)} score rows")
+        if self.alpha == 0:
+            return out
+        for i, tid in enumerate(track_ids):
+            if tid in self._state:
+                out[i] = self.alpha * self._state[tid] + (1 - self.alpha) * proba[i]
+            self._state[tid] = out[i]
+        if keep is not None:
+            keep = set(keep)
+            self._state = {t: p for t, p in self._state.items() if t in keep}
+        return out
+
+
+class _TrackStats:
+    """Per-track counts for :attr:`VideoSummary.tracks`."""
+
+    def __init__(self, classes):
+        self.classes = classes
+        self.tracks: dict[int, dict] = {}
+
+    def add(self, track_id: int, time_s: float, emotion: str, scores: np.ndarray) -> None:
+        t = self.tracks.get(track_id)
+        if t is None:
+            t = self.tracks[track_id] = {
+                "frames": 0, "first_s": time_s, "last_s": time_s,
+                "counts": dict.fromkeys(self.classes, 0),
+                "sum": np.zeros(len(self.classes)),
+            }
+        t["frames"] += 1
+        t["last_s"] = time_s
+        t["counts"][emotion] = t["counts"].get(emotion, 0) + 1
+        t["sum"] += scores
+
+    def summary(self) -> list[dict]:
+        out = []
+        for tid in sorted(self.tracks):
+            t = self.tracks[tid]
+            n = t["frames"]
+            mean = t["sum"] / n
+            # Most frequent top emotion; a tie goes to the higher mean score.
+            dominant = max(self.classes,
+                           key=lambda c: (t["counts"][c], mean[self.classes.index(c)]))
+            out.append({
+                "track": tid,
+                "frames": n,
+                "first_s": round(t["first_s"], 3),
+                "last_s": round(t["last_s"], 3),
+                "dominant_emotion": dominant,
+                "emotion_share": {c: round(t["counts"][c] / n, 4) for c in self.classes},
+                "mean_scores": {c: round(float(m), 6) for c, m in zip(self.classes, mean,
+                                                                      strict=True)},
+            })
         return out
 
 
@@ -181,26 +228,6 @@ def _open_capture(source) -> cv2.VideoCapture:
     return cap
 
 
-def _check_display() -> None:
-    """Fail early, with a clear reason, when no window can be shown."""
-    gui = next((line for line in cv2.getBuildInformation().splitlines()
-                if line.strip().startswith("GUI:")), "")
-    if "NONE" in gui.upper():
-        raise RuntimeError(
-            "display=True needs an OpenCV build with a GUI, but this is "
-            "opencv-python-headless (no GUI). Install opencv-python instead "
-            "(pip uninstall opencv-python-headless && pip install opencv-python), or run "
-            "without display and write an annotated video with output=."
-        )
-    if sys.platform.startswith("linux") and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    ):
-        raise RuntimeError(
-            "display=True but no display is available (DISPLAY is not set); run without "
-            "display and write an annotated video with output= instead"
-        )
-
-
 # ----------------------------------------------------------------------------- output
 def _check_outputs(source, outputs: dict, overwrite: bool) -> dict:
     """Check every output path before any work: {what: Path or None}.
@@ -214,7 +241,7 @@ def _check_outputs(source, outputs: dict, overwrite: bool) -> dict:
             checked[what] = None
             continue
         if what == "output video":
-            _fourcc_for(Path(path))  # unsupported extension: fail before reading anything
+            codecs_for(Path(path))  # unsupported extension: fail before reading anything
         path = check_output_path(path, what=what, inputs=inputs, overwrite=overwrite)
         for other, done in checked.items():
             if done is not None and done.resolve() == path.resolve():
@@ -252,70 +279,84 @@ class _OnSigterm:
         return False
 
 
-def _fourcc_for(path: Path) -> str:
-    try:
-        return FOURCC_BY_EXTENSION[path.suffix.lower()]
-    except KeyError:
-        raise ValueError(
-            f"output video {str(path)!r}: unsupported extension {path.suffix!r}; use one of "
-            f"{', '.join(sorted(FOURCC_BY_EXTENSION))}"
-        ) from None
-
-
 class _Outputs:
     """The run's output files, opened lazily on the first frame and always closed."""
 
-    def __init__(self, output, csv, jsonl, fps: float, classes: list[str]):
+    def __init__(self, output, csv, jsonl, fps: float, classes: list[str], *,
+                 audio_from=None, overwrite: bool = True):
         self.video_path = output
         self.csv_path = csv
         self.jsonl_path = jsonl
         self.fps = fps
         self.classes = classes
+        self.audio_from = audio_from
+        self.overwrite = overwrite
         self.writer = None
         self.csv_file = self.csv_writer = self.jsonl_file = None
 
     def open(self, frame_shape) -> None:
         h, w = frame_shape[:2]
         if self.video_path is not None:
-            fourcc = cv2.VideoWriter_fourcc(*_fourcc_for(self.video_path))
-            self.writer = cv2.VideoWriter(os.fspath(self.video_path), fourcc, self.fps, (w, h))
-            if not self.writer.isOpened():
+            writer = VideoWriter(self.video_path, self.fps, audio_from=self.audio_from,
+                                 overwrite=self.overwrite)
+            try:
+                writer.open(w, h)
+            except Exception as err:
                 raise RuntimeError(
                     f"cannot write output video {str(self.video_path)!r} "
-                    f"({_fourcc_for(self.video_path)} codec, {w}x{h} at {self.fps:g} fps)"
-                )
+                    f"({writer.video_codec}, {w}x{h} at {self.fps:g} fps): {err}"
+                ) from err
+            self.writer = writer
         if self.csv_path is not None:
             self.csv_file = open(self.csv_path, "w", newline="", encoding="utf-8")
             self.csv_writer = csv_module.writer(self.csv_file)
             self.csv_writer.writerow(
-                ["frame", "time_s", "face", "x", "y", "w", "h", "emotion", *self.classes]
+                ["frame", "time_s", "face", "track", "x", "y", "w", "h", "emotion",
+                 *self.classes]
             )
             self.csv_file.flush()
         if self.jsonl_path is not None:
             self.jsonl_file = open(self.jsonl_path, "w", encoding="utf-8")
 
-    def write(self, index: int, time_s: float, frame, results) -> None:
+    def write(self, index: int, time_s: float, frame, results, track_ids) -> None:
         if self.writer is not None:  # the caller has annotated the frame
-            self.writer.write(frame)
+            self.writer.write(frame, time_s)
         if self.csv_writer is not None:
-            for k, r in enumerate(results):
+            for k, (r, tid) in enumerate(zip(results, track_ids, strict=True)):
                 self.csv_writer.writerow(
-                    [index, f"{time_s:.3f}", k, *r.box, r.emotion,
+                    [index, f"{time_s:.3f}", k, tid, *r.box, r.emotion,
                      *(f"{r.scores[c]:.6f}" for c in self.classes)]
                 )
             self.csv_file.flush()  # valid up to this frame whatever happens next
         if self.jsonl_file is not None:
             record = {"frame": index, "time_s": round(time_s, 3),
-                      "faces": [r.to_dict() for r in results]}
+                      "faces": [{"track": tid, **r.to_dict()}
+                                for r, tid in zip(results, track_ids, strict=True)]}
             self.jsonl_file.write(json.dumps(record) + "\n")
             self.jsonl_file.flush()
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-        for f in (self.csv_file, self.jsonl_file):
-            if f is not None:
-                f.close()
+        try:
+            if self.writer is not None:
+                self.writer.close()
+        finally:
+            for f in (self.csv_file, self.jsonl_file):
+                if f is not None:
+                    f.close()
+
+
+def _draw_track_ids(frame, results, track_ids) -> None:
+    """Write "#id" under each face box, to match the ``track`` column."""
+    for r, tid in zip(results, track_ids, strict=True):
+        x, y, w, h = (int(v) for v in r.box)
+        scale = max(0.4, min(1.2, w / 160))
+        thick = max(1, round(scale * 2))
+        label = f"#{tid}"
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        top = min(y + h + 2, frame.shape[0] - th - base - 2)
+        cv2.rectangle(frame, (x, top), (x + tw + 4, top + th + base + 2), (0, 0, 0), -1)
+        cv2.putText(frame, label, (x + 2, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), thick, cv2.LINE_AA)
 
 
 # ------------------------------------------------------------------------------- main
@@ -346,21 +387,30 @@ def process_video(
     classifier : EmotionClassifier, optional
         Default: the shared default model (see :func:`fervision.analyze`).
     output : str or path-like, optional
-        Annotated video to write; codec by extension (``.avi``: MJPG, ``.mp4``/
-        ``.m4v``/``.mov``: mp4v, ``.mkv``: MJPG).  Holds the analysed frames, at the
-        source's frame rate divided by ``every``.
+        Annotated video to write (each face's box, emotion and ``#track`` id), with the
+        source file's audio.  Codecs by extension: ``.mp4``/``.m4v``/``.mov``/``.mkv``:
+        H.264 (yuv420p) and AAC, which every browser plays; ``.webm``: VP9 and Opus;
+        ``.avi``: Motion JPEG and PCM.  Encoded with PyAV (FFmpeg in its wheel).
+        Holds the analysed frames, at the source's frame rate divided by ``every``;
+        odd frame sizes are padded by one pixel.  Written under a temporary name and
+        moved into place when the run ends.
     csv : str or path-like, optional
-        CSV with a header and one row per face: ``frame, time_s, face, x, y, w, h,
-        emotion`` and one score column per class (``face`` is 0 for the largest face
-        of the frame).  Frames without faces have no row.
+        CSV with a header and one row per face: ``frame, time_s, face, track, x, y, w,
+        h, emotion`` and one score column per class.  ``track`` is the face's identity
+        (1, 2, ...), which stays with a person as they move (:class:`FaceTracker`,
+        ByteTrack); ``face`` is the face's position in the frame's list (0 for the
+        largest).  Frames without faces have no row.
     jsonl : str or path-like, optional
-        JSON Lines, one object per analysed frame:
-        ``{"frame": 0, "time_s": 0.0, "faces": [{"box": ..., "emotion": ..., "scores": ...}]}``.
+        JSON Lines, one object per analysed frame: ``{"frame": 0, "time_s": 0.0,
+        "faces": [{"track": 1, "box": ..., "emotion": ..., "scores": ...}]}``.
     smoothing : float in [0, 1), default=0
-        Exponential moving average of each tracked face's scores over frames
+        Exponential moving average of each track's scores over frames
         (:class:`ScoreSmoother`); 0 is off.  Larger is steadier but slower to react.
     display : bool, default=False
-        Show the annotated frames in a window; press ``q`` to stop.
+        Show the annotated frames in a window; press ``q`` (or close the window) to
+        stop.  Uses Tk (``tkinter``, in the standard library; Debian/Ubuntu users may
+        need ``apt install python3-tk``), or OpenCV's own window where tkinter is
+        missing and OpenCV has a GUI; needs a display.
     progress : bool, default=True
         Show a tqdm progress bar (with a total for files).
     max_frames : int, optional
@@ -392,7 +442,7 @@ def process_video(
         output is the source itself or another output (never overwritten).
     RuntimeError
         A camera that cannot be opened or delivers no frame; ``display=True`` without a
-        GUI; an output video that cannot be written.
+        window toolkit or a display; an output video that cannot be written.
 
     Notes
     -----
@@ -410,11 +460,11 @@ def process_video(
     if max_unreadable < 0:
         raise ValueError(f"max_unreadable must be >= 0, got {max_unreadable}")
     smoother = ScoreSmoother(smoothing)
+    tracker = FaceTracker(max_lost=max(1, round(30 / every)))
     out_video, out_csv, out_jsonl = _check_outputs(
         source, {"output video": output, "CSV file": csv, "JSONL file": jsonl}, overwrite
     ).values()
-    if display:
-        _check_display()
+    window_backend = check_display() if display else None
     detector = detector if detector is not None else default_detector()
     classifier = classifier if classifier is not None else default_classifier()
     classes = [str(c) for c in classifier.classes_]
@@ -425,8 +475,12 @@ def process_video(
     src_fps = cap.get(cv2.CAP_PROP_FPS)
     src_fps = src_fps if src_fps and math.isfinite(src_fps) and 0 < src_fps < 1000 else None
     n_total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not is_camera else 0
-    outputs = _Outputs(out_video, out_csv, out_jsonl, (src_fps or _DEFAULT_FPS) / every, classes)
+    outputs = _Outputs(out_video, out_csv, out_jsonl, (src_fps or _DEFAULT_FPS) / every,
+                       classes, overwrite=overwrite,
+                       audio_from=None if is_camera else os.fspath(source))
     summary = VideoSummary(source=name)
+    stats = _TrackStats(classes)
+    window = None
 
     bar = None
     if progress:
@@ -445,6 +499,8 @@ def process_video(
     sigterm = _OnSigterm()
     try:
         sigterm.__enter__()
+        if display:
+            window = open_window(f"fervision - {name}", window_backend)
         while True:
             if sigterm.requested:
                 user_stopped = True
@@ -478,37 +534,42 @@ def process_video(
             if summary.frames == 0:
                 outputs.open(frame.shape)
             faces, proba, _ = classify_faces(frame, detector, classifier)
-            boxes = [tuple(int(v) for v in f.box) for f in faces]
-            results = results_from(faces, smoother.update(boxes, proba), classes)
+            track_ids = tracker.update([f.box for f in faces], [f.score for f in faces])
+            proba = smoother.update(track_ids, proba, keep=tracker.active_ids)
+            results = results_from(faces, proba, classes)
             if is_camera or src_fps is None:
                 time_s = time.perf_counter() - start
             else:
                 time_s = index / src_fps
+            for r, tid, p in zip(results, track_ids, proba, strict=True):
+                stats.add(tid, time_s, r.emotion, p)
             if outputs.writer is not None or display:
                 annotate(frame, results, copy=False)
-            outputs.write(index, time_s, frame, results)
+                _draw_track_ids(frame, results, track_ids)
+            outputs.write(index, time_s, frame, results, track_ids)
             summary.frames += 1
             summary.faces += len(results)
             if bar is not None:
                 bar.update(1)
-            if display:
-                cv2.imshow(f"fervision - {name}", frame)
-                if (cv2.waitKey(1) & 0xFF) == ord("q"):
-                    user_stopped = True
-                    summary.interrupted, summary.reason = True, "stopped with 'q'"
-                    break
+            if window is not None and not window.show(frame):
+                user_stopped = True
+                summary.interrupted, summary.reason = True, "stopped with 'q'"
+                break
     except KeyboardInterrupt:
         user_stopped = True
         summary.interrupted = True
         summary.reason = f"interrupted by the user (Ctrl-C) after {summary.frames} frames"
     finally:
         cap.release()
-        outputs.close()
-        if bar is not None:
-            bar.close()
-        if display:
-            cv2.destroyAllWindows()
-        sigterm.__exit__(None, None, None)
+        try:
+            outputs.close()
+        finally:
+            if bar is not None:
+                bar.close()
+            if window is not None:
+                window.close()
+            sigterm.__exit__(None, None, None)
+    summary.tracks = stats.summary()
     if summary.unreadable_frames:
         warnings.warn(
             f"{name}: skipped {summary.unreadable_frames} unreadable frame(s) (damaged "
