@@ -17,7 +17,7 @@ from helpers_faces import detectable_faces, overlap, plant_face
 
 from fervision.apps.cli import main
 from fervision.faces import _video_io, video
-from fervision.faces._tracking import FaceTracker
+from fervision.faces._tracking import FaceTracker, describe_tracks
 from fervision.faces.video import process_video
 
 FPS, SECONDS, RATE, TONE = 10, 2.0, 22050, 440.0
@@ -95,6 +95,9 @@ def test_browser_codecs_and_audio_kept(audio_clip, detector, tiny_classifier, tm
     assert audio["seconds"] == pytest.approx(SECONDS, abs=0.15)
     assert dominant_hz(samples, audio["rate"]) == pytest.approx(TONE, abs=5)
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no temp file left
+    if name.endswith(".mp4"):  # index first ("faststart"): a browser plays while loading
+        data = out.read_bytes()
+        assert 0 < data.find(b"moov") < data.find(b"mdat")
 
 
 def test_audio_cut_to_the_frames_written(audio_clip, detector, tiny_classifier, tmp_path):
@@ -213,6 +216,9 @@ def test_track_ids_stay_with_each_face(fer_sample, detector, tiny_classifier, tm
         assert sum(info["emotion_share"].values()) == pytest.approx(1.0, abs=1e-3)
         share = info["emotion_share"][info["dominant_emotion"]]
         assert share == max(info["emotion_share"].values())
+    lines = describe_tracks(s.tracks)  # what `fervision video` prints
+    assert len(lines) == 2 and all("person #" in line and " frames" in line for line in lines)
+    assert describe_tracks(s.tracks, limit=1)[-1] == "  ... and 1 more tracks"
 
 
 # ----------------------------------------------------------------------- live window

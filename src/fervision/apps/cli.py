@@ -94,9 +94,8 @@ def _add_stream_options(p: argparse.ArgumentParser) -> None:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--csv", metavar="FILE", help="per-face results, one row per face")
     fmt.add_argument("--jsonl", metavar="FILE", help="per-frame results, one JSON per line")
-    p.add_argument("--summary", metavar="FILE",
-                   help="write the run's summary as JSON, with one entry per tracked "
-                        "person (dominant emotion, share of frames per emotion)")
+    p.add_argument("--summary", metavar="FILE", help="write the run's summary as JSON, "
+                   "with each tracked person's dominant emotion and emotion shares")
     p.add_argument("--smoothing", type=float, default=0.0, metavar="A",
                    help="exponential moving average of each tracked face's scores over "
                         "frames, 0 (off, default) to <1 (steadier)")
@@ -413,6 +412,7 @@ def cmd_predict(args) -> int:
 def _run_stream(args, source) -> int:
     import warnings
 
+    from ..faces._tracking import describe_tracks
     from ..faces.video import VIDEO_EXTENSIONS, process_video
     from ..files import check_output_path, write_json
 
@@ -435,13 +435,8 @@ def _run_stream(args, source) -> int:
         )
     print(f"{summary.source}: {summary.frames} frames, {summary.faces} faces in "
           f"{summary.seconds:.1f} s ({summary.fps:.1f} frames/s)")
-    for t in summary.tracks[:10]:  # the people of the video, by track id
-        share = t["emotion_share"][t["dominant_emotion"]]
-        print(f"  person #{t['track']}: {t['dominant_emotion']} ({share:.0%} of "
-              f"{t['frames']} frames, {t['first_s']:.1f}-{t['last_s']:.1f} s)")
-    if len(summary.tracks) > 10:
-        print(f"  ... {len(summary.tracks) - 10} more tracks"
-              + (f" in {args.summary}" if args.summary else ""))
+    for line in describe_tracks(summary.tracks):  # the people, by track id
+        print(line)
     if args.summary:
         write_json(args.summary, summary.to_dict())
     if summary.unreadable_frames:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["FaceTracker"]
+__all__ = ["FaceTracker", "TrackStats", "describe_tracks"]
 
 _STD_POSITION = 1.0 / 20
 _STD_VELOCITY = 1.0 / 160
@@ -185,3 +185,57 @@ class FaceTracker:
                 ids[i] = track.id
         self._tracks = [t for t in self._tracks if self._frame - t.last_seen <= self.max_lost]
         return ids
+
+
+class TrackStats:
+    """Per-track counts, for ``VideoSummary.tracks`` (:func:`.video.process_video`)."""
+
+    def __init__(self, classes):
+        self.classes = classes
+        self.tracks: dict[int, dict] = {}
+
+    def add(self, track_id: int, time_s: float, emotion: str, scores: np.ndarray) -> None:
+        t = self.tracks.get(track_id)
+        if t is None:
+            t = self.tracks[track_id] = {
+                "frames": 0, "first_s": time_s, "last_s": time_s,
+                "counts": dict.fromkeys(self.classes, 0),
+                "sum": np.zeros(len(self.classes)),
+            }
+        t["frames"] += 1
+        t["last_s"] = time_s
+        t["counts"][emotion] = t["counts"].get(emotion, 0) + 1
+        t["sum"] += scores
+
+    def summary(self) -> list[dict]:
+        out = []
+        for tid in sorted(self.tracks):
+            t = self.tracks[tid]
+            n = t["frames"]
+            mean = t["sum"] / n
+            # Most frequent top emotion; a tie goes to the higher mean score.
+            dominant = max(self.classes,
+                           key=lambda c: (t["counts"][c], mean[self.classes.index(c)]))
+            out.append({
+                "track": tid,
+                "frames": n,
+                "first_s": round(t["first_s"], 3),
+                "last_s": round(t["last_s"], 3),
+                "dominant_emotion": dominant,
+                "emotion_share": {c: round(t["counts"][c] / n, 4) for c in self.classes},
+                "mean_scores": {c: round(float(m), 6) for c, m in zip(self.classes, mean,
+                                                                      strict=True)},
+            })
+        return out
+
+
+def describe_tracks(tracks: list[dict], limit: int = 10) -> list[str]:
+    """One line per track of ``VideoSummary.tracks`` (the first ``limit``), for people."""
+    lines = []
+    for t in tracks[:limit]:
+        share = t["emotion_share"][t["dominant_emotion"]]
+        lines.append(f"  person #{t['track']}: {t['dominant_emotion']} ({share:.0%} of "
+                     f"{t['frames']} frames, {t['first_s']:.1f}-{t['last_s']:.1f} s)")
+    if len(tracks) > limit:
+        lines.append(f"  ... and {len(tracks) - limit} more tracks")
+    return lines

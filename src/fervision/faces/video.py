@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 
 from ..files import check_output_path
-from ._tracking import FaceTracker
+from ._tracking import FaceTracker, TrackStats
 from ._video_io import CODECS_BY_EXTENSION, VideoWriter, check_display, codecs_for, open_window
 from .analysis import (
     annotate,
@@ -148,48 +148,6 @@ class ScoreSmoother:
         if keep is not None:
             keep = set(keep)
             self._state = {t: p for t, p in self._state.items() if t in keep}
-        return out
-
-
-class _TrackStats:
-    """Per-track counts for :attr:`VideoSummary.tracks`."""
-
-    def __init__(self, classes):
-        self.classes = classes
-        self.tracks: dict[int, dict] = {}
-
-    def add(self, track_id: int, time_s: float, emotion: str, scores: np.ndarray) -> None:
-        t = self.tracks.get(track_id)
-        if t is None:
-            t = self.tracks[track_id] = {
-                "frames": 0, "first_s": time_s, "last_s": time_s,
-                "counts": dict.fromkeys(self.classes, 0),
-                "sum": np.zeros(len(self.classes)),
-            }
-        t["frames"] += 1
-        t["last_s"] = time_s
-        t["counts"][emotion] = t["counts"].get(emotion, 0) + 1
-        t["sum"] += scores
-
-    def summary(self) -> list[dict]:
-        out = []
-        for tid in sorted(self.tracks):
-            t = self.tracks[tid]
-            n = t["frames"]
-            mean = t["sum"] / n
-            # Most frequent top emotion; a tie goes to the higher mean score.
-            dominant = max(self.classes,
-                           key=lambda c: (t["counts"][c], mean[self.classes.index(c)]))
-            out.append({
-                "track": tid,
-                "frames": n,
-                "first_s": round(t["first_s"], 3),
-                "last_s": round(t["last_s"], 3),
-                "dominant_emotion": dominant,
-                "emotion_share": {c: round(t["counts"][c] / n, 4) for c in self.classes},
-                "mean_scores": {c: round(float(m), 6) for c, m in zip(self.classes, mean,
-                                                                      strict=True)},
-            })
         return out
 
 
@@ -477,9 +435,11 @@ def process_video(
     n_total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not is_camera else 0
     outputs = _Outputs(out_video, out_csv, out_jsonl, (src_fps or _DEFAULT_FPS) / every,
                        classes, overwrite=overwrite,
-                       audio_from=None if is_camera else os.fspath(source))
+                       # the audio of local files (a stream URL is not opened twice)
+                       audio_from=None if is_camera or "://" in os.fspath(source)
+                       else os.fspath(source))
     summary = VideoSummary(source=name)
-    stats = _TrackStats(classes)
+    stats = TrackStats(classes)
     window = None
 
     bar = None
