@@ -451,23 +451,16 @@ class EmotionClassifier(KerasClassifier):
         Parameters
         ----------
         name : str, default="default"
-            One of :func:`fervision.weights.list_pretrained`: ``"default"`` (the
-            model every path uses: ``analyze``, the CLI, video, the app) and
-            ``"fer2013"`` ship in the package and load without network access;
-            registered downloadable models are fetched and SHA-256 verified.
-            :func:`fervision.weights.pretrained_info` says what each was trained on.
+            One of :func:`fervision.weights.list_pretrained` (``"default"``, used by
+            every path, and ``"fer2013"`` are bundled: no network); what each was
+            trained on: :func:`fervision.weights.pretrained_info`.  An unknown name
+            raises ``KeyError`` listing the names.
         **params
-            Estimator parameters to set after loading, e.g. ``tta="crops"`` for
-            test-time augmentation (off by default: one pass per face).
+            Parameters set after loading, e.g. ``tta="crops"`` (TTA is off by default).
 
         Returns
         -------
         EmotionClassifier
-
-        Raises
-        ------
-        KeyError
-            Unknown ``name``; the message lists the available names.
         """
         clf = cls.load(_persistence.pretrained_path(name))
         return clf.set_params(**(_persistence.pretrained_params(name) | params))
