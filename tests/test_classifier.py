@@ -9,6 +9,7 @@ import zipfile
 import keras
 import numpy as np
 import pytest
+from helpers_estimator import SIZE, _clf, _images, mlp  # noqa: F401
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -20,31 +21,6 @@ import fervision
 from fervision import EmotionClassifier
 from fervision.estimator import _scikeras
 from fervision.nn.backbones import BACKBONES, BASE_NAME, register_backbone
-
-SIZE = 16
-
-
-def _images(n, seed=0, size=SIZE):
-    """Synthetic faces whose class is where a bright band is: easy to learn."""
-    rng = np.random.default_rng(seed)
-    X = rng.integers(0, 90, size=(n, size, size), dtype=np.uint8)
-    y = np.array(["happy", "sad"])[np.arange(n) % 2]
-    X[y == "happy", : size // 2] += 150
-    X[y == "sad", size // 2 :] += 150
-    return X, y
-
-
-def mlp(x, *, weights=None):
-    """A two-layer backbone: traces and trains in a fraction of fernet_tiny's time."""
-    return keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(x))
-
-
-def _clf(**kw):
-    # run_eagerly: these fits are a few steps each, cheaper than tracing a train step.
-    params = dict(backbone=mlp, input_size=SIZE, epochs=1, batch_size=16, augment=False,
-                  precision="float32", random_state=0, verbose=0, run_eagerly=True)
-    params.update(kw)
-    return EmotionClassifier(**params)
 
 
 @pytest.fixture(scope="module")

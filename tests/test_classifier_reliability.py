@@ -14,32 +14,11 @@ import zipfile
 import keras
 import numpy as np
 import pytest
+from helpers_estimator import SIZE, _clf, _images, mlp  # noqa: F401
 from sklearn.exceptions import NotFittedError
 
 from fervision import EmotionClassifier
 from fervision.nn.backbones import BASE_NAME, create_model, walk_layers
-
-SIZE = 16
-
-
-def _images(n, seed=0, size=SIZE):
-    rng = np.random.default_rng(seed)
-    X = rng.integers(0, 90, size=(n, size, size), dtype=np.uint8)
-    y = np.array(["happy", "sad"])[np.arange(n) % 2]
-    X[y == "happy", : size // 2] += 150
-    X[y == "sad", size // 2 :] += 150
-    return X, y
-
-
-def mlp(x, *, weights=None):
-    return keras.layers.Dense(8, activation="relu")(keras.layers.Flatten()(x))
-
-
-def _clf(**kw):
-    params = dict(backbone=mlp, input_size=SIZE, epochs=1, batch_size=16, augment=False,
-                  precision="float32", random_state=0, verbose=0, run_eagerly=True)
-    params.update(kw)
-    return EmotionClassifier(**params)
 
 
 def _run_fresh_python(code, timeout=300):

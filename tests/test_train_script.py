@@ -310,3 +310,25 @@ def test_missing_init_from_is_named_before_anything_is_written(train_script, tmp
         train_script.main(["--data", str(tmp_path), "--out", str(tmp_path / "run"),
                            "--init-from", str(tmp_path / "nope.keras")])
     assert not (tmp_path / "run").exists()
+
+
+def test_deflate_archive_halves_bfloat16_weights_and_loads_the_same(tmp_path):
+    import keras
+
+    from fervision import EmotionClassifier
+    from fervision.nn.backbones import create_model
+    from fervision.nn.precision import round_weights_to_bfloat16
+
+    package = load_example("package_default_model")
+    model = create_model("fernet_tiny", input_size=24, n_classes=3)
+    round_weights_to_bfloat16(model)
+    clf = EmotionClassifier.from_keras_model(model, ["a", "b", "c"], input_size=24)
+    path = clf.save(tmp_path / "m.keras")
+    before = path.stat().st_size
+    package.deflate_archive(path)
+    assert path.stat().st_size < 0.75 * before
+    assert not list(tmp_path.glob(".m.keras.*"))  # no temp file left
+    X = np.random.default_rng(0).integers(0, 256, (4, 24, 24), dtype=np.uint8)
+    reloaded = EmotionClassifier.load(path)
+    np.testing.assert_allclose(reloaded.predict_proba(X), clf.predict_proba(X), rtol=1e-6)
+    assert isinstance(reloaded.model_, keras.Model)

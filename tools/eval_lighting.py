@@ -43,7 +43,7 @@ def _gamma(X: np.ndarray, gamma: float) -> np.ndarray:
 
 def clahe(X: np.ndarray) -> np.ndarray:
     """CLAHE on each face, through the library's preprocessing option."""
-    from fervision.preprocessing import equalize_lighting
+    from fervision.data.preprocessing import equalize_lighting
 
     return np.stack([equalize_lighting(x) for x in X])
 
@@ -58,7 +58,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     from fervision import EmotionClassifier
-    from fervision.datasets import load_ferplus
+    from fervision.data.datasets import load_ferplus
 
     X, y = load_ferplus(args.data, progress=False)
     out = Path(args.out)

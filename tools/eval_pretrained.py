@@ -55,7 +55,7 @@ def main(argv=None):
                 rows.append({"model": name, "tta": tta, "test_set": set_name,
                              "images": len(y), "accuracy": report.accuracy,
                              "macro_f1": report.macro_f1,
-                             "per_class_f1": {c: v["f1-score"] if isinstance(v, dict) else v
+                             "per_class_f1": {c: v["f1"] if isinstance(v, dict) else v
                                               for c, v in report.per_class.items()},
                              "seconds": round(time.perf_counter() - t, 1)})
                 print(f"| {name} | {tta} | {set_name} | {report.accuracy:.2%} | "

@@ -107,7 +107,9 @@ def _write_run(folder: Path, final: Path, args, wall_s, rows, network, classes,
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=str(ROOT / "src" / "fervision" / "models" / "default.keras"))
+    p.add_argument("--model", default=str(ROOT / "src" / "fervision" / "models" / "fer2013.keras"),
+                   help="a packaged model whose card (--card) records its runs (default: the "
+                        "fer2013 model, whose run 6 the FER+ default continues)")
     p.add_argument("--card", default=str(ROOT / "docs" / "_static" / "model_card"))
     p.add_argument("--out", default="runs")
     args = p.parse_args(argv)

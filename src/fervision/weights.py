@@ -440,11 +440,12 @@ def pretrained_file(name: str) -> pathlib.Path:
 
 register_pretrained(PretrainedModel(
     name="default",
-    trained_on="FER2013 Training (original labels)",
-    description="two fernet networks (squeeze-excitation ResNet, 48x48 grayscale) whose "
-                "probabilities are averaged; see docs/model_card.md",
+    trained_on="FER+ Train vote distributions (10 taggers per FER2013 Training face), "
+               "fine-tuned from a fernet network trained on FER2013's original labels",
+    description="one fernet network (squeeze-excitation ResNet, 48x48 grayscale, "
+                "bfloat16-rounded weights), one pass per face; see docs/model_card.md",
     file="default.keras",
-    sha256="1fd39b6c6fffba6683cb521f22d918d01a902d2cd0348efd1dc6610f288496fd",
+    sha256="49a5f33c77e1dda348d6bb9e713944d58bf8cab88f7cc77aef1615716d494a35",
     params={"tta": False},
 ))
 register_pretrained(PretrainedModel(
