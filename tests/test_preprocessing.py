@@ -11,7 +11,6 @@ from sklearn.exceptions import NotFittedError
 
 from fervision.data import preprocessing
 from fervision.data.preprocessing import (
-    PREPROCESSING_VERSION,
     ImageEncoder,
     as_uint8,
     check_images,
@@ -97,10 +96,6 @@ def test_resize_gray_keeps_size_and_range():
         out = resize_gray(img, size)
         assert out.shape == (size, size)
         assert out.min() >= -1e-6 and out.max() <= 1 + 1e-6
-
-
-def test_preprocessing_version_is_an_int():
-    assert isinstance(PREPROCESSING_VERSION, int) and PREPROCESSING_VERSION >= 1
 
 
 # ----------------------------------------------------------------------- bad input
