@@ -1,8 +1,10 @@
-"""Shared fixtures.  FER2013 and the YuNet model are read from ../shared when present;
-tests that need them skip cleanly when it is absent (e.g. a fresh clone elsewhere)."""
+"""Shared fixtures.  FER2013 is read from ../shared when present; tests that need it skip
+cleanly when it is absent (e.g. a fresh clone elsewhere).  The YuNet model is the one
+bundled in the package, so detector tests run everywhere."""
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from pathlib import Path
 
@@ -18,7 +20,9 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FERVISION_SHARED", ROOT.parent / "shared"))
 FER_DIR = SHARED / "data" / "fer2013"
-YUNET_ONNX = SHARED / "models" / "face_detection_yunet_2026may.onnx"
+YUNET_ONNX = Path(
+    str(importlib.resources.files("fervision") / "models" / "face_detection_yunet_2026may.onnx")
+)
 
 
 @pytest.fixture(scope="session")
@@ -37,8 +41,8 @@ def fer_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def yunet_onnx() -> Path:
-    if not YUNET_ONNX.is_file():
-        pytest.skip(f"YuNet model not found at {YUNET_ONNX}")
+    """The YuNet model bundled in the package (the same file as ../shared's copy)."""
+    assert YUNET_ONNX.is_file(), f"bundled YuNet model missing: {YUNET_ONNX}"
     return YUNET_ONNX
 
 
