@@ -73,12 +73,15 @@ def test_record_format():
 CLASSES = ["happy", "sad"]
 RECORDS = [
     {"path": "a.jpg", "faces": [
-        {"box": [1, 2, 3, 4], "emotion": "happy", "scores": {"happy": 0.75, "sad": 0.25}},
-        {"box": [5, 6, 7, 8], "emotion": "sad", "scores": {"happy": 0.1, "sad": 0.9}}]},
+        {"box": [1, 2, 3, 4], "emotion": "happy", "dominant_emotion": "happy",
+         "scores": {"happy": 0.75, "sad": 0.25}, "detection_score": 0.875},
+        {"box": [5, 6, 7, 8], "emotion": "sad", "dominant_emotion": "sad",
+         "scores": {"happy": 0.1, "sad": 0.9}, "detection_score": None}]},
     {"path": "dir, with comma/b.png", "faces": []},
     {"path": "c.jpg", "error": "cannot decode image file 'c.jpg'"},
     {"path": "d.jpg", "faces": [
-        {"box": [0, 0, 9, 9], "emotion": "happy", "scores": {"happy": 0.6, "sad": 0.4}}]},
+        {"box": [0, 0, 9, 9], "emotion": "happy", "dominant_emotion": "happy",
+         "scores": {"happy": 0.6, "sad": 0.4}, "detection_score": 0.5}]},
 ]
 
 

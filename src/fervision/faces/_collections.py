@@ -105,7 +105,7 @@ def record_format(path) -> str:
     raise ValueError(f"output {os.fspath(path)!r}: expected a .jsonl (or .ndjson) or .csv file")
 
 
-_CSV_FIXED = ["path", "n_faces", "face", "x", "y", "w", "h", "emotion"]
+_CSV_FIXED = ["path", "n_faces", "face", "x", "y", "w", "h", "emotion", "detection_score"]
 
 
 def _csv_header(classes: Sequence[str]) -> list[str]:
@@ -124,8 +124,9 @@ def _csv_rows(record: dict, classes: Sequence[str]) -> list[list]:
         return [[record["path"], 0, *blank, ""]]
     rows = []
     for i, face in enumerate(faces):
-        scores = face["scores"]
+        scores, det = face["scores"], face.get("detection_score")
         rows.append([record["path"], len(faces), i, *face["box"], face["emotion"],
+                     "" if det is None else repr(float(det)),
                      *(repr(float(scores[c])) for c in classes), ""])
     return rows
 
@@ -193,8 +194,11 @@ def _record_from_rows(rows, classes) -> dict:
     faces = []
     for row in rows if n_faces != "0" else []:
         box = [int(v) for v in row[3:7]]
-        scores = {c: float(v) for c, v in zip(classes, row[8:-1], strict=True)}
-        faces.append({"box": box, "emotion": row[7], "scores": scores})
+        scores = {c: float(v) for c, v in zip(classes, row[9:-1], strict=True)}
+        # the keys of FaceResult.to_dict(), so a CSV reads back as the JSONL would
+        faces.append({"box": box, "emotion": row[7], "dominant_emotion": row[7],
+                      "scores": scores,
+                      "detection_score": float(row[8]) if row[8] else None})
     return {"path": path, "faces": faces}
 
 
