@@ -16,6 +16,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from helpers_faces import QVGA, detectable_faces, plant_face  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FERVISION_SHARED", ROOT.parent / "shared"))
@@ -54,15 +55,47 @@ def fer_sample(fer_dir):
     return load_image_folder(fer_dir / "test", max_per_class=12)
 
 
-# Fixtures of face frames, the YuNet detector and a tiny trained classifier, for every
-# test module (defined beside the helpers that build them).
-from helpers_faces import (  # noqa: E402, F401
-    detector,
-    face_frame,
-    face_ids,
-    tiny_classifier,
-    tiny_model_path,
-)
+# ------------------------------------------------------- faces, detector, tiny model
+# Session-scoped: the tiny classifier is fitted (and saved) once per session, whichever
+# module asks first.
+@pytest.fixture(scope="session")
+def tiny_classifier(fer_sample):
+    """A real EmotionClassifier (fernet_tiny, 1 epoch on the 84-image FER sample)."""
+    from fervision.estimator import EmotionClassifier
+
+    X, y = fer_sample
+    return EmotionClassifier(backbone="fernet_tiny", epochs=1, batch_size=16, verbose=0).fit(X, y)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tiny_classifier, tmp_path_factory) -> Path:
+    """``tiny_classifier`` saved with ``EmotionClassifier.save`` (for --model)."""
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    tiny_classifier.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def detector(yunet_onnx):
+    from fervision.faces.detection import FaceDetector
+
+    return FaceDetector(backend="yunet", model_path=yunet_onnx)
+
+
+@pytest.fixture(scope="session")
+def face_ids(fer_sample, detector):
+    """Indices of three FER sample faces YuNet finds when planted (VGA and QVGA)."""
+    X, _ = fer_sample
+    vga = set(detectable_faces(X, detector, n=6))
+    qvga = detectable_faces(X, detector, n=6, **QVGA)
+    return [i for i in qvga if i in vga][:3]
+
+
+@pytest.fixture(scope="session")
+def face_frame(fer_sample, face_ids):
+    """(640x480 BGR canvas with one planted FER face, the patch box)."""
+    X, _ = fer_sample
+    return plant_face(X[face_ids[0]])
 
 
 @pytest.fixture

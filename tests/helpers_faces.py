@@ -1,4 +1,4 @@
-"""Test helpers: real FER2013 faces planted on larger canvases.
+"""Test helpers: real FER2013 faces planted on larger canvases (fixtures: conftest.py).
 
 A FER2013 image is a tight 48x48 crop, too tight for a face detector, so it is first
 padded with its replicated border (which continues hair, cheeks and background), then
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import pytest
 
 from fervision.faces.detection import box_iou
 
@@ -71,57 +70,5 @@ def detectable_faces(X, detector, n=2, **plant_kwargs):
     raise AssertionError(f"only {len(found)} of {len(X)} planted faces were detected")
 
 
-# ------------------------------------------------------------------ shared fixtures
-# Imported by test_analysis/test_video/test_cli/test_app.  The trained model is cached in
-# this module so the whole session fits it (and saves it) once, whichever module asks.
-_CACHE: dict = {}
-
-
-@pytest.fixture(scope="session")
-def tiny_classifier(fer_sample):
-    """A real EmotionClassifier (fernet_tiny, 1 epoch on the 84-image FER sample)."""
-    if "clf" not in _CACHE:
-        from fervision.estimator import EmotionClassifier
-
-        X, y = fer_sample
-        _CACHE["clf"] = EmotionClassifier(
-            backbone="fernet_tiny", epochs=1, batch_size=16, verbose=0
-        ).fit(X, y)
-    return _CACHE["clf"]
-
-
-@pytest.fixture(scope="session")
-def tiny_model_path(tiny_classifier, tmp_path_factory):
-    """``tiny_classifier`` saved with ``EmotionClassifier.save`` (for --model)."""
-    if "path" not in _CACHE:
-        path = tmp_path_factory.mktemp("model") / "tiny.keras"
-        tiny_classifier.save(path)
-        _CACHE["path"] = path
-    return _CACHE["path"]
-
-
-@pytest.fixture(scope="session")
-def detector(yunet_onnx):
-    from fervision.faces.detection import FaceDetector
-
-    return FaceDetector(backend="yunet", model_path=yunet_onnx)
-
-
-@pytest.fixture(scope="session")
-def face_ids(fer_sample, detector):
-    """Indices of three FER sample faces YuNet finds when planted (VGA and QVGA)."""
-    X, _ = fer_sample
-    vga = set(detectable_faces(X, detector, n=6))
-    qvga = detectable_faces(X, detector, n=6, **QVGA)
-    return [i for i in qvga if i in vga][:3]
-
-
 #: plant_face arguments for a 320x240 frame.
 QVGA = dict(canvas_shape=(240, 320), size=120, top_left=(100, 60))
-
-
-@pytest.fixture(scope="session")
-def face_frame(fer_sample, face_ids):
-    """(640x480 BGR canvas with one planted FER face, the patch box)."""
-    X, _ = fer_sample
-    return plant_face(X[face_ids[0]])

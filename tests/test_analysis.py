@@ -1,5 +1,4 @@
 """fervision.analyze / annotate on real FER2013 faces planted on VGA canvases."""
-# ruff: noqa: F811 - pytest fixtures are imported from helpers_faces and used as arguments
 
 from __future__ import annotations
 

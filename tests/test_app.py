@@ -1,5 +1,4 @@
 """The Streamlit app: upload handling, the page through AppTest, and one real browser."""
-# ruff: noqa: F811 - pytest fixtures are imported from helpers_faces and used as arguments
 
 from __future__ import annotations
 

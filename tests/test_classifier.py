@@ -9,7 +9,7 @@ import zipfile
 import keras
 import numpy as np
 import pytest
-from helpers_estimator import SIZE, _clf, _images, mlp  # noqa: F401
+from helpers_estimator import SIZE, _clf, _images, mlp
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score

@@ -14,7 +14,7 @@ import zipfile
 import keras
 import numpy as np
 import pytest
-from helpers_estimator import SIZE, _clf, _images, mlp  # noqa: F401
+from helpers_estimator import SIZE, _clf, _images
 from sklearn.exceptions import NotFittedError
 
 from fervision import EmotionClassifier

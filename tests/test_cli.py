@@ -1,5 +1,4 @@
 """The ``fervision`` command line, called in-process through ``main(argv)``."""
-# ruff: noqa: F811 - pytest fixtures are imported from helpers_faces and used as arguments
 
 from __future__ import annotations
 

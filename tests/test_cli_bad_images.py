@@ -1,5 +1,4 @@
 """``fervision predict`` on files that used to end the whole batch with a traceback."""
-# ruff: noqa: F811 - pytest fixtures are imported from helpers_faces and used as arguments
 
 from __future__ import annotations
 

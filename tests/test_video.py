@@ -1,5 +1,4 @@
 """fervision.faces.video.process_video on short videos written by the tests themselves."""
-# ruff: noqa: F811 - pytest fixtures are imported from helpers_faces and used as arguments
 
 from __future__ import annotations
 

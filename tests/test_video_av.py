@@ -1,5 +1,4 @@
 """Browser-playable output with audio (PyAV), face tracks, and the live window (Xvfb)."""
-# ruff: noqa: F811 - pytest fixtures are imported from helpers_faces and used as arguments
 
 from __future__ import annotations
 
