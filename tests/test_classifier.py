@@ -345,18 +345,6 @@ def test_tta_crops_averages_twelve_views(fitted, data):
     assert crops.predict(X[:6]).shape == (6,)
 
 
-def test_tta_crops_on_images_too_small_to_crop():
-    from fervision.nn.tta import predict_with_tta
-
-    X = np.random.default_rng(0).random((3, 4, 4, 1)).astype("float32")
-    forward = lambda v: v.reshape(len(v), -1)[:, :2]  # noqa: E731 - a stand-in model
-    expected = (forward(X) + forward(X[:, :, ::-1])) / 2  # no crop of a 4 px side exists
-    for one_call_below in (100, 1):  # one call, and view by view
-        np.testing.assert_allclose(
-            predict_with_tta(forward, X, "crops", one_call_below=one_call_below), expected,
-            rtol=1e-6)
-
-
 @pytest.mark.parametrize("bad", ["mirror", 2, "Flip"])
 def test_tta_rejects_unknown_modes(fitted, data, bad):
     clf = clone(fitted).set_params(tta=bad)
