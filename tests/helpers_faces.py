@@ -72,3 +72,14 @@ def detectable_faces(X, detector, n=2, **plant_kwargs):
 
 #: plant_face arguments for a 320x240 frame.
 QVGA = dict(canvas_shape=(240, 320), size=120, top_left=(100, 60))
+
+
+def count_frames(path) -> int:
+    """Frames OpenCV can read from a video file (which must open)."""
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened(), f"{path} does not open"
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n

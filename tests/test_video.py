@@ -10,7 +10,7 @@ import signal
 import cv2
 import numpy as np
 import pytest
-from helpers_faces import QVGA, overlap, plant_face
+from helpers_faces import QVGA, count_frames, overlap, plant_face
 
 from fervision.faces import video
 from fervision.faces.video import ScoreSmoother, VideoSummary, process_video
@@ -32,16 +32,6 @@ def face_video(tmp_path_factory, fer_sample, face_ids):
         boxes.append(box)
     writer.release()
     return path, boxes
-
-
-def count_frames(path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened(), f"{path} does not open"
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
 
 
 def read_csv(path):

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 import pooch
 
+from ._env import param_or_env
+
 __all__ = [
     "WeightsUnavailableError",
     "WeightsHashError",
@@ -166,16 +168,9 @@ def url_for(name: str) -> str:
 
 
 def _resolve_timeout(timeout) -> float:
-    source, value = "timeout", timeout
-    if value is None:
-        env = os.environ.get(TIMEOUT_ENV, "").strip()
-        if not env:
-            return DOWNLOAD_TIMEOUT
-        source, value = f"${TIMEOUT_ENV}", env
-        try:
-            value = float(env)
-        except ValueError:
-            pass
+    source, value = param_or_env(timeout, "timeout", TIMEOUT_ENV, float)
+    if source is None:
+        return DOWNLOAD_TIMEOUT
     if isinstance(value, bool) or not isinstance(value, int | float) or not (
             math.isfinite(value) and value > 0):
         raise ValueError(f"{source} must be a positive number of seconds, got {value!r}")

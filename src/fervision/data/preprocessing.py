@@ -38,7 +38,6 @@ from __future__ import annotations
 import io
 import math
 import numbers
-import os
 import re
 import warnings
 
@@ -46,6 +45,8 @@ import cv2
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
+
+from .._env import param_or_env
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # RGB weights (BT.601)
 
@@ -113,16 +114,12 @@ def max_image_pixels(max_pixels=None) -> int:
     ValueError
         The value (argument or environment variable) is not a positive integer.
     """
-    source, value = "max_pixels", max_pixels
-    if value is None:
-        env = os.environ.get(MAX_IMAGE_PIXELS_ENV, "").strip()
-        if not env:
-            return MAX_IMAGE_PIXELS
-        source, value = f"${MAX_IMAGE_PIXELS_ENV}", env
-        try:  # "100000000", "100_000_000" and "1e8" all mean the same
-            value = int(env) if env.lstrip("+").replace("_", "").isdigit() else float(env)
-        except ValueError:
-            pass
+    source, value = param_or_env(
+        max_pixels, "max_pixels", MAX_IMAGE_PIXELS_ENV,
+        # "100000000", "100_000_000" and "1e8" all mean the same
+        lambda env: int(env) if env.lstrip("+").replace("_", "").isdigit() else float(env))
+    if source is None:
+        return MAX_IMAGE_PIXELS
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
