@@ -287,3 +287,28 @@ def test_live_window_under_xvfb(xvfb_display, audio_clip, detector, tiny_classif
                       display=True, progress=False)
     assert s.interrupted and s.reason == "stopped with 'q'"
     assert s.frames == 3 and windows[0].closed
+
+
+def test_closed_window_leaves_no_tk_objects_for_another_thread(xvfb_display):
+    # Tk objects collected in a non-main thread abort the process (Tcl_AsyncDelete);
+    # close() must release them in its own thread.  Run in a subprocess: an abort
+    # would otherwise take pytest down with it.
+    import subprocess
+    import sys
+
+    code = (
+        "import gc, threading\n"
+        "import numpy as np\n"
+        "from fervision.faces._video_io import TkWindow\n"
+        "w = TkWindow('t')\n"
+        "w.show(np.zeros((8, 8, 3), np.uint8))\n"
+        "w.close()\n"
+        "assert w.root is None and w.label is None\n"
+        "t = threading.Thread(target=gc.collect)\n"
+        "t.start(); t.join()\n"
+        "print('alive')\n"
+    )
+    env = {**os.environ, "DISPLAY": xvfb_display}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "alive" in done.stdout, done.stderr[-2000:]

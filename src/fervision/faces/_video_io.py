@@ -14,6 +14,7 @@ OpenCV has a GUI.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import tempfile
@@ -333,6 +334,12 @@ class TkWindow:
                 self.root.destroy()
             except Exception:  # noqa: BLE001 - already destroyed by the window manager
                 pass
+            # Tk objects must die in the thread that made them: left to the cyclic
+            # garbage collector (the key bindings hold self), they may be collected in
+            # any thread, and Tcl then aborts the process ("Tcl_AsyncDelete: async
+            # handler deleted by the wrong thread"; seen with Pillow 9.2's ImageTk).
+            self.label = self.root = None
+            gc.collect()
 
 
 class OpenCVWindow:
