@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers_browser import HeadlessChromium
 from helpers_faces import overlap
 
 pytest.importorskip("streamlit")
@@ -168,7 +169,9 @@ def free_port() -> int:
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed")
-def test_screenshot_in_headless_chromium(tmp_path, tiny_model_path, yunet_onnx):
+def test_page_in_headless_chromium(tmp_path, tiny_model_path, yunet_onnx, face_frame):
+    """The app as a user meets it: the empty page, then a photo uploaded through the
+    browser's file input, answered with the boxed face and its heading."""
     port = free_port()
     env = {**os.environ, analysis.MODEL_ENV: str(tiny_model_path),
            analysis.DETECTOR_MODEL_ENV: str(yunet_onnx)}
@@ -179,9 +182,11 @@ def test_screenshot_in_headless_chromium(tmp_path, tiny_model_path, yunet_onnx):
          "--browser.gatherUsageStats", "false"],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png_bytes(face_frame[0]))
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while True:
             try:
                 with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
@@ -190,34 +195,35 @@ def test_screenshot_in_headless_chromium(tmp_path, tiny_model_path, yunet_onnx):
             except OSError:
                 pass
             assert server.poll() is None, (tmp_path / "streamlit.log").read_text()
-            assert time.monotonic() < deadline, "streamlit did not start in 60 s"
+            assert time.monotonic() < deadline, "streamlit did not start in 120 s"
             time.sleep(0.3)
-        # The first session runs the script (imports, model loading) while the browser
-        # shows a blank "running" page, so screenshot until the page is drawn.
-        for attempt in range(8):
-            shot = tmp_path / f"app{attempt}.png"
-            subprocess.run(
-                [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / f'profile{attempt}'}",
-                 "--virtual-time-budget=15000", "--window-size=1200,900",
-                 f"--screenshot={shot}", url],
-                capture_output=True, timeout=60, check=False,
-            )
-            image = cv2.imread(str(shot))
-            assert image is not None, "chromium wrote no decodable screenshot"
+        with HeadlessChromium(CHROMIUM, tmp_path / "profile") as browser:
+            browser.navigate(url)
+            # the script's last element on an empty page: the whole page is drawn
+            try:
+                browser.wait_for_text("fervision: facial emotion recognition",
+                                      "Choose a JPG or PNG image to analyse.")
+            except TimeoutError as err:
+                raise AssertionError(f"{err}\nstreamlit log:\n"
+                                     f"{(tmp_path / 'streamlit.log').read_text()}") from None
+            empty = cv2.imdecode(np.frombuffer(browser.screenshot(), np.uint8), cv2.IMREAD_COLOR)
+            browser.upload('input[type="file"]', photo)
+            text = browser.wait_for_text("photo.png: 1 face", "Face 1")
+            # the probability chart is drawn by vega-embed into a canvas (or svg)
+            browser.wait_for("document.querySelector('.vega-embed canvas, .vega-embed svg')")
+            answered = cv2.imdecode(np.frombuffer(browser.screenshot(), np.uint8),
+                                    cv2.IMREAD_COLOR)
+        assert "could not be loaded" not in text and "Unreadable" not in text
+        for image in (empty, answered):
+            assert image.shape[:2] == (900, 1200)
             gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-            if gray.std() > 8 or time.monotonic() > deadline:
-                break
-            time.sleep(2)
-        assert image.shape[:2] == (900, 1200)
-        # A blank or still-loading Streamlit page is flat white (std ~3); the rendered
-        # page has a large dark title, text and the uploader box.
-        assert gray.std() > 8, f"page not rendered after {attempt + 1} screenshots"
-        assert (gray < 100).mean() > 0.002
+            # a drawn page has a large dark title and text on white (a blank one: std ~3)
+            assert gray.std() > 8 and (gray < 100).mean() > 0.002
+        # the answer shows the photo: far more non-white pixels than the empty page
+        assert (cv2.cvtColor(answered, cv2.COLOR_BGR2GRAY) < 200).mean() > \
+            2 * (cv2.cvtColor(empty, cv2.COLOR_BGR2GRAY) < 200).mean()
         if os.environ.get("FERVISION_KEEP_SCREENSHOT"):
-            cv2.imwrite(os.environ["FERVISION_KEEP_SCREENSHOT"], image)
+            cv2.imwrite(os.environ["FERVISION_KEEP_SCREENSHOT"], answered)
     finally:
         server.terminate()
         try:
