@@ -332,3 +332,50 @@ def test_deflate_archive_halves_bfloat16_weights_and_loads_the_same(tmp_path):
     reloaded = EmotionClassifier.load(path)
     np.testing.assert_allclose(reloaded.predict_proba(X), clf.predict_proba(X), rtol=1e-6)
     assert isinstance(reloaded.model_, keras.Model)
+
+
+def test_teacher_run_trains_on_mixed_targets_and_caches_the_teacher(
+        train_script, image_folders, tmp_path, monkeypatch):
+    from fervision import EmotionClassifier
+
+    seen = []
+    real_dataset = train_script.dataset
+
+    def spy(X, y, batch_size, shuffle, *args, **kwargs):
+        if shuffle:  # the training set
+            seen.append(np.array(y))
+        return real_dataset(X, y, batch_size, shuffle, *args, **kwargs)
+
+    monkeypatch.setattr(train_script, "dataset", spy)
+    out = tmp_path / "run"
+    argv = ["--data", str(image_folders), "--out", str(out), "--epochs", "1",
+            "--batch-size", "4", "--warmup-epochs", "0", "--backbone", "fernet_tiny",
+            "--precision", "float32", "--teacher", "default", "--alpha", "0.25"]
+    train_script.main(argv)
+    assert json.loads((out / "args.json").read_text())["teacher"] == "default"
+    with np.load(out / "teacher.npz") as cache:
+        proba, teacher_classes = cache["proba"], cache["classes"].tolist()
+    assert proba.shape == (12, 7)  # 4 training images of 3 classes, 7 teacher classes
+    # the student's three columns of the teacher's probabilities, renormalised, a quarter
+    # of each target; the one-hot label (image folders sorted by class) three quarters
+    cols = [teacher_classes.index(c) for c in ("happy", "sad", "surprise")]
+    mapped = proba[:, cols] / proba[:, cols].sum(axis=1, keepdims=True)
+    onehot = np.repeat(np.eye(3), 4, axis=0)
+    np.testing.assert_allclose(seen[0], 0.25 * mapped + 0.75 * onehot, rtol=1e-5)
+
+    # a second start reads the cached probabilities: the teacher does not run again
+    def no_teacher(*args, **kwargs):
+        raise AssertionError("the teacher ran again")
+
+    monkeypatch.setattr(EmotionClassifier, "predict_proba", no_teacher)
+    train_script.main(argv)
+    np.testing.assert_allclose(seen[1], seen[0])
+
+
+def test_unknown_teacher_is_refused_before_the_run_starts(train_script, image_folders,
+                                                         tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match="--teacher nope: not a pretrained model"):
+        train_script.main(["--data", str(image_folders), "--out", str(out),
+                           "--teacher", "nope"])
+    assert not out.exists()

@@ -66,6 +66,17 @@ def parse_args(argv=None):
     p.add_argument("--precision", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="images per class (smoke runs)")
+    p.add_argument("--teacher", default=None, metavar="NAME",
+                   help="distil from this pretrained model (fervision.weights.list_pretrained): "
+                        "its probabilities on the un-augmented training images, computed "
+                        "once and cached in OUT/teacher.npz, mixed into the targets "
+                        "(fervision.nn.distillation.distillation_targets)")
+    p.add_argument("--teacher-tta", default="none", choices=["none", "flip", "crops"],
+                   help="the teacher's test-time augmentation")
+    p.add_argument("--alpha", type=float, default=0.5,
+                   help="with --teacher: the teacher's share of each target")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="with --teacher: softening of the teacher's probabilities")
     p.add_argument("--init-from", default=None,
                    help="start from this .keras model's weights (a warm restart: a new "
                         "schedule on top of a finished run)")
@@ -102,6 +113,26 @@ def load_data(args):
     Ytr = keras.utils.to_categorical([index[c] for c in ytr], len(classes))
     Yte = keras.utils.to_categorical([index[c] for c in yte], len(classes))
     return Xtr, Ytr, Xte, Yte, classes
+
+
+def distilled_targets(args, out: Path, X, Y, classes):
+    """``Y`` mixed with the ``--teacher``'s probabilities on the (un-augmented) ``X``.
+
+    The probabilities are cached in ``OUT/teacher.npz`` under a fingerprint of the
+    teacher's weights, its TTA and the images, so a resumed run does not compute them
+    again and a changed teacher is never mistaken for the cached one.
+    """
+    from fervision import EmotionClassifier
+    from fervision.nn.distillation import distillation_targets, teacher_probabilities
+
+    tta = False if args.teacher_tta == "none" else args.teacher_tta
+    teacher = EmotionClassifier.from_pretrained(args.teacher, tta=tta)
+    t0 = time.time()
+    proba = teacher_probabilities(teacher, X, cache=out / "teacher.npz")
+    print(f"teacher {args.teacher} (tta={tta}): probabilities of {len(X)} images in "
+          f"{time.time() - t0:.0f} s")
+    return distillation_targets(proba, teacher.classes_, classes, target_distribution=Y,
+                                alpha=args.alpha, temperature=args.temperature)
 
 
 def resume_epoch(out: Path) -> int:
@@ -164,6 +195,12 @@ def main(argv=None):
     if args.init_from and not Path(args.init_from).is_file():
         # before OUT exists: a typo must not leave a run directory that looks started
         raise SystemExit(f"--init-from {args.init_from}: no such file")
+    if args.teacher:
+        from fervision.weights import list_pretrained
+
+        if args.teacher not in list_pretrained():
+            raise SystemExit(f"--teacher {args.teacher}: not a pretrained model "
+                             f"({', '.join(list_pretrained())})")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start_epoch = resume_epoch(out)
@@ -173,6 +210,8 @@ def main(argv=None):
 
     Xtr, Ytr, Xte, Yte, classes = load_data(args)
     Xtr, Xte = check_images(Xtr, 48), check_images(Xte, 48)
+    if args.teacher:
+        Ytr = distilled_targets(args, out, Xtr, Ytr, classes)
     write_json(out / "classes.json", classes)
 
     steps = int(np.ceil(len(Xtr) / args.batch_size))
