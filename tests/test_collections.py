@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers_collections import BAD_FILES, make_image_tree
+from helpers_collections import ASTRONAUT, BAD_FILES, make_image_tree
 
 from fervision.faces._collections import RecordWriter, expand_paths, read_records, record_format
 
@@ -184,6 +184,32 @@ def test_resume_appends_only_missing_paths(tree, reference, tmp_path):
     assert [r["path"] for r in new] == paths[11:]
     assert out.read_bytes() == data  # every path exactly once, same records
     assert list(fervision.analyze_files([tree], out, resume=True)) == []  # nothing left
+
+
+class _FailsOnWideImages(__import__("fervision").FaceDetector):
+    """YuNet, except that detection fails with OverflowError on images 301 px wide (as
+    OpenCV's arithmetic does on some extreme shapes)."""
+
+    def detect(self, image):
+        if image.shape[1] == 301:
+            raise OverflowError("cannot convert float infinity to integer")
+        return super().detect(image)
+
+
+def test_a_detection_failure_is_one_error_record(tmp_path, yunet_onnx):
+    import cv2
+
+    import fervision
+
+    good = tmp_path / "a.png"
+    cv2.imwrite(str(good), cv2.imread(str(ASTRONAUT)))
+    cv2.imwrite(str(tmp_path / "b.png"), np.zeros((40, 301, 3), np.uint8))
+    records = list(fervision.analyze_files(
+        tmp_path, detector=_FailsOnWideImages(backend="yunet", model_path=yunet_onnx)))
+    assert [r["path"] for r in records] == [str(good), str(tmp_path / "b.png")]
+    assert records[0]["faces"] and "error" not in records[0]
+    assert "b.png: face detection failed" in records[1]["error"]
+    assert "OverflowError" in records[1]["error"]
 
 
 def test_analyze_files_argument_errors(tree, tmp_path):

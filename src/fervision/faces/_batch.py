@@ -127,13 +127,13 @@ class _Pipeline:
         return det
 
     def _prepare(self, path):
-        from .analysis import read_image
+        from .analysis import detect_and_crop, read_image
 
         det = self._thread_detector()
         try:
             image = read_image(path)
-            faces = list(det.detect(image))
-            return faces, det.crops(image, faces), None
+            faces, crops = detect_and_crop(image, det, name=str(path))
+            return faces, crops, None
         except (OSError, ValueError) as err:
             # One bad file is a record, not the end of a run over a million files.
             return None, None, str(err)

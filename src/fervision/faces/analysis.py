@@ -284,19 +284,16 @@ def to_bgr(image, *, rgb: bool = False, name: str = "image") -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- analyze
-def classify_faces(image_bgr: np.ndarray, detector, classifier, *, name: str = "image"):
-    """Detect faces and return ``(faces, proba, classes)`` for one BGR uint8 frame.
+def detect_and_crop(image_bgr: np.ndarray, detector, *, name: str = "image"):
+    """``(faces, crops)`` of one BGR uint8 frame: the detector's faces and their crops.
 
-    All crops of the frame go through ONE ``predict_proba`` call.  ``proba`` is
-    ``(k, n_classes)`` float (``(0, n_classes)`` when no face was found).  An OpenCV or
-    arithmetic failure caused by this one image (an extreme aspect ratio, say) becomes a
-    ``ValueError`` naming ``name``, so a batch can report it and go on.
+    An OpenCV or arithmetic failure caused by this one image (an extreme aspect ratio,
+    say) becomes a ``ValueError`` naming ``name``, so a batch can report it and go on.
     """
-    classes = [str(c) for c in classifier.classes_]
     try:
         # Detectors lock their own stateful backend, so they can be shared by threads.
         faces = list(detector.detect(image_bgr))
-        crops = detector.crops(image_bgr, faces)
+        return faces, detector.crops(image_bgr, faces)
     except (cv2.error, ArithmeticError) as err:
         shape = getattr(image_bgr, "shape", None)
         reason = getattr(err, "err", None) or str(err).strip().splitlines()[-1]
@@ -304,6 +301,18 @@ def classify_faces(image_bgr: np.ndarray, detector, classifier, *, name: str = "
             f"{name}: face detection failed on this image (shape {shape}): "
             f"{type(err).__name__}: {reason}"
         ) from err
+
+
+def classify_faces(image_bgr: np.ndarray, detector, classifier, *, name: str = "image"):
+    """Detect faces and return ``(faces, proba, classes)`` for one BGR uint8 frame.
+
+    All crops of the frame go through ONE ``predict_proba`` call.  ``proba`` is
+    ``(k, n_classes)`` float (``(0, n_classes)`` when no face was found).  A detection
+    failure caused by this one image is a ``ValueError`` naming ``name``
+    (:func:`detect_and_crop`).
+    """
+    classes = [str(c) for c in classifier.classes_]
+    faces, crops = detect_and_crop(image_bgr, detector, name=name)
     if not faces:
         return faces, np.zeros((0, len(classes)), dtype=np.float32), classes
     proba = np.asarray(classifier.predict_proba(crops))
