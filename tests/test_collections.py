@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from helpers_collections import ASTRONAUT, BAD_FILES, make_image_tree
 
+from fervision import FaceDetector
 from fervision.faces._collections import RecordWriter, expand_paths, read_records, record_format
 
 N_GOOD = 30
@@ -186,7 +187,7 @@ def test_resume_appends_only_missing_paths(tree, reference, tmp_path):
     assert list(fervision.analyze_files([tree], out, resume=True)) == []  # nothing left
 
 
-class _FailsOnWideImages(__import__("fervision").FaceDetector):
+class _FailsOnWideImages(FaceDetector):
     """YuNet, except that detection fails with OverflowError on images 301 px wide (as
     OpenCV's arithmetic does on some extreme shapes)."""
 
