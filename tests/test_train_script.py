@@ -169,6 +169,36 @@ def test_package_script_ships_an_ensemble_with_bfloat16_weights(two_runs, image_
             assert not (value.view(np.uint32) & 0xFFFF).any(), v.path
 
 
+def test_package_script_keeps_moving_batchnorm_statistics_when_asked(two_runs, image_folders,
+                                                                      tmp_path):
+    package = load_example("package_default_model")
+    out, card = tmp_path / "default.keras", tmp_path / "card"
+    package.main(["--run", str(two_runs[0]), "--data", str(image_folders), "--out", str(out),
+                  "--card", str(card), "--tta", "none", "--batchnorm", "moving"])
+    assert json.loads((card / "summary.json").read_text())["batchnorm"] == "moving"
+
+    from fervision import EmotionClassifier
+    from fervision.nn.backbones import walk_layers
+
+    def moving_stats(model):
+        return [np.asarray(v) for layer in walk_layers(model)
+                if isinstance(layer, keras.layers.BatchNormalization)
+                for v in (layer.moving_mean, layer.moving_variance)]
+
+    trained = keras.saving.load_model(two_runs[0] / "final.keras", compile=False)
+    shipped = EmotionClassifier.load(out).model_
+    expected, got = moving_stats(trained), moving_stats(shipped)
+    assert expected and len(got) == len(expected)
+    for a, b in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(a.astype(np.float32), b)
+
+    with pytest.raises(SystemExit):  # averaged weights have no moving statistics
+        package.main(["--run", *map(str, two_runs), "--data", str(image_folders),
+                      "--out", str(tmp_path / "two.keras"), "--card", str(card),
+                      "--batchnorm", "moving"])
+    assert not (tmp_path / "two.keras").exists()
+
+
 def test_compare_ensembles_scores_runs_soups_and_their_means(two_runs, image_folders,
                                                              tmp_path):
     runs = two_runs

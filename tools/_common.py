@@ -84,14 +84,22 @@ def is_restored(run: Path) -> bool:
     return "restored_from" in json.loads((run / "args.json").read_text())
 
 
-def prepare_network(model, runs: list[Path], X_train, backbone, n_classes, progress=False):
+def prepare_network(model, runs: list[Path], X_train, backbone, n_classes, progress=False,
+                    batchnorm="precise"):
     """A trained network (one run's, or a soup of runs') made ready to ship.
 
-    BatchNorm statistics recomputed on ``X_train`` (un-augmented training images), then
-    copied into a float32 model.  One restored run (:func:`is_restored`) is ready as it
-    is and skips the recalibration; a soup always needs it (its weights are new).
+    With ``batchnorm="precise"`` the BatchNorm statistics are recomputed on ``X_train``
+    (un-augmented training images); ``"moving"`` keeps the training run's moving
+    averages (one run only).  Then the network is copied into a float32 model.  One
+    restored run (:func:`is_restored`) is ready as it is and skips the recalibration; a
+    soup always needs it (its weights are new).
     """
-    if not (len(runs) == 1 and is_restored(runs[0])):
+    if batchnorm not in ("precise", "moving"):
+        raise ValueError(f"batchnorm must be 'precise' or 'moving', got {batchnorm!r}")
+    if batchnorm == "moving" and len(runs) != 1:
+        raise ValueError("batchnorm='moving' needs one run: averaged weights have no "
+                         "moving statistics of their own")
+    if batchnorm == "precise" and not (len(runs) == 1 and is_restored(runs[0])):
         recalibrate_batchnorm(model, check_images(X_train, 48), progress=progress)
     return as_float32(model, backbone, n_classes)
 

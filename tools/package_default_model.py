@@ -6,7 +6,8 @@
 Loads ``RUN/final.keras`` (the weights after the last epoch of the schedule; PublicTest
 was not used to pick them; a run started with ``--init-from`` is recorded together with
 the runs it continues), recomputes its BatchNorm statistics on the un-augmented
-training images (:func:`fervision.nn.batchnorm.recalibrate_batchnorm`), wraps it with
+training images (:func:`fervision.nn.batchnorm.recalibrate_batchnorm`; ``--batchnorm
+moving`` keeps the training run's moving averages instead), wraps it with
 :meth:`EmotionClassifier.from_keras_model`, measures accuracy, macro-F1 and per-class F1
 on FER2013 PublicTest with each test-time augmentation (none, flip, crops), and writes
 (several runs: each is prepared and measured alone, then they are shipped as one model
@@ -53,7 +54,7 @@ from fervision.nn.backbones import average_models  # noqa: E402
 from fervision.nn.precision import round_weights_to_bfloat16  # noqa: E402
 
 
-def load_member(run: Path, X, y, X_train, bfloat16_weights=False):
+def load_member(run: Path, X, y, X_train, bfloat16_weights=False, batchnorm="precise"):
     """A run's final weights, BatchNorm recalibrated, float32, and what that changed.
 
     The accuracy with the training's moving BatchNorm statistics is None for a
@@ -72,7 +73,8 @@ def load_member(run: Path, X, y, X_train, bfloat16_weights=False):
         print(f"{run}: {TEST_SET['name']} accuracy with the training run's moving "
               f"BatchNorm statistics: {acc_moving:.4f}")
     backbone = train_args["backbone"]
-    model = prepare_network(model, [run], X_train, backbone, len(classes))
+    model = prepare_network(model, [run], X_train, backbone, len(classes),
+                            batchnorm=batchnorm)
     if bfloat16_weights:
         round_weights_to_bfloat16(model)
     return model, classes, acc_moving, backbone
@@ -146,6 +148,10 @@ def main(argv=None):
                    help="a FER+ folder (FER2013Train/, FER2013Valid/): recalibrate BatchNorm "
                         "on its training images and measure on FER2013Valid's majority "
                         "labels (fervision.datasets.load_ferplus) instead of --data")
+    p.add_argument("--batchnorm", choices=["precise", "moving"], default="precise",
+                   help="precise: recompute BatchNorm statistics on the un-augmented "
+                        "training images; moving: keep the training run's moving averages "
+                        "(one run only; with a weight EMA they can be the better ones)")
     p.add_argument("--deflate", action="store_true",
                    help="store the .keras archive deflate-compressed (Keras stores it "
                         "uncompressed; with --bfloat16-weights this halves the file)")
@@ -153,6 +159,9 @@ def main(argv=None):
     if args.tta != "auto":  # only the shipped mode is measured
         TEST_SET["modes"] = (args.tta,)
     runs = [Path(r) for r in args.run]
+    if args.batchnorm == "moving" and len(runs) != 1:
+        p.error("--batchnorm moving needs one --run (averaged weights have no moving "
+                "BatchNorm statistics)")
     for run in runs:  # before the minutes of loading and measuring
         check_finished_run(run)
     # Output folders too, before the minutes of work (a missing one failed at the save).
@@ -166,7 +175,8 @@ def main(argv=None):
     else:
         X, y = load_image_folder(Path(args.data) / "test")
         X_train, _ = load_image_folder(Path(args.data) / "train")
-    loaded = [(run, *load_member(run, X, y, X_train, args.bfloat16_weights))
+    loaded = [(run, *load_member(run, X, y, X_train, args.bfloat16_weights,
+                                 args.batchnorm))
               for run in runs]
     if len({tuple(classes) for _, _, classes, _, _ in loaded}) != 1:
         raise SystemExit("the runs were trained on different class lists: " + "; ".join(
@@ -225,6 +235,7 @@ def main(argv=None):
         "evaluation_s": {k: round(r[2], 1) for k, r in results.items()},
         "parameters": int(model.count_params()),
         "weights": "rounded to bfloat16 values" if args.bfloat16_weights else "float32",
+        "batchnorm": args.batchnorm,
         "members": records,
     }
     write_json(card / "summary.json", summary)
