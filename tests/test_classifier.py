@@ -297,22 +297,42 @@ def test_default_distribution_strategy(data):
 
 
 # ------------------------------------------------------------------ inference
-def test_small_batches_skip_model_predict(fitted, data, monkeypatch):
+def test_prediction_skips_model_predict_unless_its_loop_is_asked_for(fitted, data,
+                                                                      monkeypatch):
     X, _ = data
-    expected = fitted.predict_proba(X)  # 32 > batch_size=16: Model.predict
     calls = []
     real_predict = fitted.model_.predict
 
     def counting_predict(*a, **k):
-        calls.append(1)
+        calls.append(k)
         return real_predict(*a, **k)
 
     monkeypatch.setattr(fitted.model_, "predict", counting_predict)
     small = fitted.predict_proba(X[:5])
+    large = fitted.predict_proba(X)  # 32 > batch_size=16: two batches of the traced call
     assert calls == []
-    np.testing.assert_allclose(small, expected[:5], atol=1e-5)
-    fitted.predict_proba(X)
-    assert calls == [1]
+    np.testing.assert_allclose(small, large[:5], atol=1e-5)
+    # Keyword arguments and routed predict__ parameters are Model.predict's: its loop runs.
+    np.testing.assert_allclose(fitted.predict_proba(X, batch_size=8), large, atol=1e-5)
+    assert len(calls) == 1 and calls[0]["batch_size"] == 8
+    verbose = clone(fitted).set_params(predict__verbose=0)
+    verbose._set_fitted_state(fitted.model_, fitted.classes_)
+    np.testing.assert_allclose(verbose.predict_proba(X), large, atol=1e-5)
+    assert len(calls) == 2 and calls[1]["verbose"] == 0
+
+
+def test_predict_batch_size_sets_the_inference_batches(fitted, data, monkeypatch):
+    from fervision.estimator import _inference
+
+    X, _ = data
+    clf = clone(fitted).set_params(predict__batch_size=5)
+    clf._set_fitted_state(fitted.model_, fitted.classes_)
+    sizes = []
+    real_fn = _inference.inference_fn(fitted.model_)
+    monkeypatch.setattr(_inference, "inference_fn",
+                        lambda model: lambda x: sizes.append(len(x)) or real_fn(x))
+    np.testing.assert_allclose(clf.predict_proba(X), fitted.predict_proba(X), atol=1e-5)
+    assert sizes[:7] == [5, 5, 5, 5, 5, 5, 2]
 
 
 def test_tta_averages_image_and_flip(fitted, data):
@@ -681,7 +701,8 @@ def test_no_retracing_warning_in_a_scikit_learn_session(data):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            # batch_size=4: test folds larger than a batch go through Model.predict too.
+            # batch_size=4: test folds larger than a batch run as several calls of
+            # the one traced inference function.
             clf = _clf(run_eagerly=False, batch_size=4, validation_split=0.25)
             cross_val_score(clf, X, y, cv=3)
             search = GridSearchCV(clf, {"learning_rate": [1e-3, 2e-2]}, cv=2).fit(X, y)
@@ -695,4 +716,4 @@ def test_no_retracing_warning_in_a_scikit_learn_session(data):
     messages = [r.getMessage() for r in records] + [str(w.message) for w in caught]
     assert not [m for m in messages if "retracing" in m], messages
     assert inference_fn(best.model_).experimental_get_tracing_count() == 1
-    assert best.model_.predict_function.experimental_get_tracing_count() <= 2
+    assert best.model_.predict_function is None  # Keras's predict loop never ran

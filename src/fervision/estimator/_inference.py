@@ -102,17 +102,14 @@ def inference_fn(model):
 
 
 def inference_batch_size(est, n: int) -> int:
-    """Batch size of inference; SciKeras's ``batch_size=-1`` means one batch."""
-    return max(int(n), 1) if est.batch_size == -1 else (est.batch_size or 32)
+    """Batch size of inference: ``predict__batch_size``, else ``batch_size``; SciKeras's
+    ``-1`` means one batch."""
+    size = est.get_params().get("predict__batch_size", est.batch_size)
+    return max(int(n), 1) if size == -1 else (size or 32)
 
 
 def predict_raw(est, X, **kwargs):
-    """Probabilities for raw images ``X``, with test-time augmentation.
-
-    ``Model.predict`` costs ~30 ms per call (a data adapter and a predict loop), which
-    would dominate one face per video frame: batches up to ``batch_size`` go through
-    :func:`inference_fn` instead; larger inputs still use ``Model.predict``.
-    """
+    """Probabilities for raw images ``X``, with test-time augmentation."""
     if not hasattr(est, "model_"):
         raise NotFittedError(
             f"This {type(est).__name__} instance is not fitted yet. Call 'fit' with "
@@ -126,16 +123,27 @@ def predict_raw(est, X, **kwargs):
 
 
 def forward(est, X, **kwargs):
-    """One forward pass over already-encoded images."""
-    small = len(X) <= inference_batch_size(est, len(X))
-    if small and not kwargs:
-        if est.run_eagerly:
-            return np.asarray(est.model_(X, training=False), dtype=np.float32)
-        return np.asarray(inference_fn(est.model_)(X), dtype=np.float32)
-    if not est.run_eagerly:  # made now, so that it is marked before its first trace
-        est.model_.make_predict_function()
-        one_trace_per_model(est.model_.predict_function)
-    args = _scikeras.predict_arguments(est, len(X), **kwargs)
-    if "verbose" not in kwargs and "predict__verbose" not in est.get_params():
-        args["verbose"] = 0  # ``verbose`` is fit's progress; predict__verbose asks here
-    return est.model_.predict(X, **args)
+    """One forward pass over already-encoded images.
+
+    ``Model.predict`` costs a data adapter and a predict loop per call: ~30 ms, which
+    would dominate one face per video frame, and about half the throughput on batches
+    of 48x48 faces.  So images go through :func:`inference_fn` in batches of
+    :func:`inference_batch_size`; ``Model.predict`` runs only when something asks for
+    its loop (keyword arguments, predict callbacks, routed ``predict__`` parameters).
+    """
+    if kwargs or _scikeras.predict_needs_keras_loop(est):
+        if not est.run_eagerly:  # made now, so that it is marked before its first trace
+            est.model_.make_predict_function()
+            one_trace_per_model(est.model_.predict_function)
+        args = _scikeras.predict_arguments(est, len(X), **kwargs)
+        if "verbose" not in kwargs and "predict__verbose" not in est.get_params():
+            args["verbose"] = 0  # ``verbose`` is fit's progress; predict__verbose asks here
+        return est.model_.predict(X, **args)
+    model = est.model_
+    call = (lambda v: model(v, training=False)) if est.run_eagerly else inference_fn(model)
+    size = inference_batch_size(est, len(X))
+    parts = [np.asarray(call(X[i:i + size]), dtype=np.float32)
+             for i in range(0, len(X), size)]
+    if not parts:
+        return np.zeros((0, *model.output_shape[1:]), np.float32)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)

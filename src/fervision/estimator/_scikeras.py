@@ -109,6 +109,16 @@ def initialize_callbacks(est) -> None:
 
 
 # ------------------------------------------------------------- parameter routing
+def predict_needs_keras_loop(est) -> bool:
+    """Whether prediction must run through ``Model.predict``: predict callbacks, or a
+    routed ``predict__`` parameter other than ``batch_size`` (``verbose``, ``steps``...),
+    which only Keras's loop honours."""
+    # Only explicit predict__ keys: SciKeras also routes the plain ``batch_size`` and
+    # ``verbose`` (fit's progress) to predict, and neither needs Keras's loop.
+    return bool(est._predict_callbacks) or any(
+        k.startswith("predict__") and k != "predict__batch_size" for k in est.get_params())
+
+
 def predict_arguments(est, n_samples: int, **kwargs) -> dict:
     """Keyword arguments for ``Model.predict``: routed ``predict__`` parameters,
     SciKeras's predict callbacks, then ``kwargs``; ``batch_size=-1`` means one batch."""
