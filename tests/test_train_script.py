@@ -402,10 +402,23 @@ def test_teacher_run_trains_on_mixed_targets_and_caches_the_teacher(
     np.testing.assert_allclose(seen[1], seen[0])
 
 
+def test_teacher_can_be_a_saved_classifier_file(train_script, image_folders, tmp_path):
+    from fervision.weights import pretrained_file
+
+    common = ["--data", str(image_folders), "--epochs", "1", "--batch-size", "4",
+              "--warmup-epochs", "0", "--backbone", "fernet_tiny", "--precision", "float32"]
+    by_name, by_file = tmp_path / "by_name", tmp_path / "by_file"
+    train_script.main([*common, "--out", str(by_name), "--teacher", "fer2013"])
+    train_script.main([*common, "--out", str(by_file), "--teacher",
+                       str(pretrained_file("fer2013"))])
+    with np.load(by_name / "teacher.npz") as a, np.load(by_file / "teacher.npz") as b:
+        np.testing.assert_allclose(a["proba"], b["proba"], rtol=1e-6)
+
+
 def test_unknown_teacher_is_refused_before_the_run_starts(train_script, image_folders,
                                                          tmp_path):
     out = tmp_path / "run"
-    with pytest.raises(SystemExit, match="--teacher nope: not a pretrained model"):
+    with pytest.raises(SystemExit, match="--teacher nope: not a pretrained model .* nor a .keras file"):
         train_script.main(["--data", str(image_folders), "--out", str(out),
                            "--teacher", "nope"])
     assert not out.exists()

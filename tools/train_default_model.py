@@ -66,8 +66,10 @@ def parse_args(argv=None):
     p.add_argument("--precision", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="images per class (smoke runs)")
-    p.add_argument("--teacher", default=None, metavar="NAME",
-                   help="distil from this pretrained model (fervision.weights.list_pretrained): "
+    p.add_argument("--teacher", default=None, metavar="NAME|FILE",
+                   help="distil from this pretrained model (fervision.weights.list_pretrained) "
+                        "or saved classifier (.keras, e.g. a model from the repository's "
+                        "history): "
                         "its probabilities on the un-augmented training images, computed "
                         "once and cached in OUT/teacher.npz, mixed into the targets "
                         "(fervision.nn.distillation.distillation_targets)")
@@ -126,7 +128,10 @@ def distilled_targets(args, out: Path, X, Y, classes):
     from fervision.nn.distillation import distillation_targets, teacher_probabilities
 
     tta = False if args.teacher_tta == "none" else args.teacher_tta
-    teacher = EmotionClassifier.from_pretrained(args.teacher, tta=tta)
+    if Path(args.teacher).suffix == ".keras" and Path(args.teacher).is_file():
+        teacher = EmotionClassifier.load(args.teacher).set_params(tta=tta)
+    else:
+        teacher = EmotionClassifier.from_pretrained(args.teacher, tta=tta)
     t0 = time.time()
     proba = teacher_probabilities(teacher, X, cache=out / "teacher.npz")
     print(f"teacher {args.teacher} (tta={tta}): probabilities of {len(X)} images in "
@@ -198,9 +203,10 @@ def main(argv=None):
     if args.teacher:
         from fervision.weights import list_pretrained
 
-        if args.teacher not in list_pretrained():
+        is_file = Path(args.teacher).suffix == ".keras" and Path(args.teacher).is_file()
+        if args.teacher not in list_pretrained() and not is_file:
             raise SystemExit(f"--teacher {args.teacher}: not a pretrained model "
-                             f"({', '.join(list_pretrained())})")
+                             f"({', '.join(list_pretrained())}) nor a .keras file")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start_epoch = resume_epoch(out)

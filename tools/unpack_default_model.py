@@ -12,6 +12,14 @@ recalibrated, float32), ``args.json``, ``classes.json``, ``history.csv`` and
 warm-starts from a shipped member, and ``compare_ensembles.py`` / ``package_default_model.py``
 take the shipped members next to new runs, with their provenance intact.
 
+A model that is no longer bundled comes back from the repository's history, e.g. the
+two-network ensemble whose run 6 starts the FER+ models and the distilled fer2013
+network (its card stays in ``docs/_static/model_card/fer2013-ensemble/``)::
+
+    git show e2c7167:src/fervision/models/fer2013.keras > fer2013-ensemble.keras
+    python tools/unpack_default_model.py --model fer2013-ensemble.keras \
+        --card docs/_static/model_card/fer2013-ensemble --out runs/restored
+
 A restored run's ``args.json`` says so (``restored_from``); its ``final.keras`` is the
 shipped network, not the file its training wrote (which still had the training's moving
 BatchNorm statistics), so the other scripts use it as it is: no second BatchNorm
@@ -109,8 +117,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(ROOT / "src" / "fervision" / "models" / "fer2013.keras"),
                    help="a packaged model whose card (--card) records its runs (default: the "
-                        "fer2013 model, whose run 6 the FER+ default continues)")
-    p.add_argument("--card", default=str(ROOT / "docs" / "_static" / "model_card"))
+                        "bundled fer2013 model)")
+    p.add_argument("--card", default=str(ROOT / "docs" / "_static" / "model_card" / "fer2013"))
     p.add_argument("--out", default="runs")
     args = p.parse_args(argv)
     unpack(Path(args.model), Path(args.card), Path(args.out))
