@@ -187,6 +187,21 @@ def test_default_model_env_must_exist(monkeypatch, tmp_path):
         analysis.default_classifier()
 
 
+def test_default_model_env_may_name_a_pretrained_model(monkeypatch):
+    from fervision import EmotionClassifier
+
+    monkeypatch.setattr(analysis, "_DEFAULTS", {})
+    monkeypatch.setenv(analysis.MODEL_ENV, "fer2013")
+    clf = analysis.default_classifier()
+    expected = EmotionClassifier.from_pretrained("fer2013")
+    X = np.random.default_rng(0).integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    np.testing.assert_allclose(clf.predict_proba(X), expected.predict_proba(X), rtol=1e-5)
+    monkeypatch.setattr(analysis, "_DEFAULTS", {})
+    monkeypatch.setenv(analysis.MODEL_ENV, "nope")
+    with pytest.raises(KeyError, match=r"\$FERVISION_MODEL.*'nope'.*'default'"):
+        analysis.default_classifier()
+
+
 def test_annotate_draws_on_copy_or_in_place(face_frame, detector, tiny_classifier):
     canvas, _ = face_frame
     faces = analyze(canvas, detector, tiny_classifier)

@@ -111,6 +111,25 @@ def test_missing_model_is_one_clear_error(face_png, tmp_path, capsys):
     assert "none.keras" in capsys.readouterr().err
 
 
+def test_model_by_pretrained_name(face_png, capsys, monkeypatch):
+    from fervision.estimator import EmotionClassifier
+
+    loaded = []
+    real = EmotionClassifier.from_pretrained.__func__
+
+    def spy(cls, name="default", **params):
+        loaded.append(name)
+        return real(cls, name, **params)
+
+    monkeypatch.setattr(EmotionClassifier, "from_pretrained", classmethod(spy))
+    assert main(["predict", str(face_png), "--model", "ferplus-large", "--json"]) == 0
+    assert loaded == ["ferplus-large"]
+    assert json.loads(capsys.readouterr().out)[0]["faces"]
+    assert main(["predict", str(face_png), "--model", "no-such-model"]) == 1
+    err = capsys.readouterr().err
+    assert "--model" in err and "no-such-model" in err and "ferplus-large" in err
+
+
 @pytest.fixture
 def short_video(tmp_path, fer_sample, face_ids):
     path = tmp_path / "clip.avi"

@@ -69,10 +69,11 @@ def _setup_logging(args) -> None:
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", metavar="PATH",
-                   help="a .keras model saved by EmotionClassifier.save (default: "
-                        "$FERVISION_MODEL, else the bundled pretrained model 'default', "
-                        "no download)")
+    g.add_argument("--model", metavar="NAME|PATH",
+                   help="a pretrained model's name (fervision.weights.list_pretrained(), "
+                        "e.g. ferplus-large) or a .keras file saved by "
+                        "EmotionClassifier.save (default: $FERVISION_MODEL, else the "
+                        "bundled pretrained model 'default', no download)")
     g.add_argument("--detector", choices=DETECTOR_BACKENDS,
                    help="face detector backend (default: yunet, with its bundled model)")
     g.add_argument("--detector-model", metavar="PATH",
@@ -198,9 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Accuracy, per-class report and confusion matrix of a "
                                    "model on DATA_DIR/<emotion>/*.jpg.")
     p.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder per class")
-    p.add_argument("--model", metavar="PATH",
-                   help="a saved .keras model (default: $FERVISION_MODEL, else the bundled "
-                        "pretrained model 'default')")
+    p.add_argument("--model", metavar="NAME|PATH",
+                   help="a pretrained model's name or a saved .keras model (default: "
+                        "$FERVISION_MODEL, else the bundled pretrained model 'default')")
     p.add_argument("--out", metavar="DIR",
                    help="write report.json, report.md and confusion_matrix.png here")
     _add_overwrite_option(p)
@@ -239,7 +240,7 @@ def _load_models(args):
 
     Loaded before any input is touched, so a bad model fails once, clearly.
     """
-    from ..faces.analysis import default_classifier, default_detector
+    from ..faces.analysis import default_classifier, default_detector, load_classifier
 
     if args.detector == "mtcnn" and importlib.util.find_spec("mtcnn") is None:
         raise ImportError('--detector mtcnn needs the optional mtcnn package: '
@@ -261,11 +262,7 @@ def _load_models(args):
     else:
         detector = default_detector()
     if args.model:
-        from ..estimator import EmotionClassifier
-
-        if not Path(args.model).is_file():
-            raise FileNotFoundError(f"model file not found: {args.model!r}")
-        classifier = EmotionClassifier.load(args.model)
+        classifier = load_classifier(args.model, what="--model")
     else:
         classifier = default_classifier()
     return detector, classifier
@@ -513,19 +510,15 @@ def cmd_evaluate(args) -> int:
                               overwrite=args.overwrite, create_parents=True)
     if args.model and args.pretrained:
         raise ValueError("give --model or --pretrained, not both")
-    if args.model:
-        from ..estimator import EmotionClassifier
+    from ..faces.analysis import load_classifier, load_default_classifier
 
-        if not Path(args.model).is_file():
-            raise FileNotFoundError(f"model file not found: {args.model!r}")
-        clf = EmotionClassifier.load(args.model)
+    if args.model:
+        clf = load_classifier(args.model, what="--model")
     elif args.pretrained:
         from ..estimator import EmotionClassifier
 
         clf = EmotionClassifier.from_pretrained(args.pretrained)
     else:
-        from ..faces.analysis import load_default_classifier
-
         clf = load_default_classifier()
     if args.tta is not None:
         clf.set_params(tta=False if args.tta == "none" else args.tta)

@@ -11,8 +11,9 @@ Environment variables (read when the defaults are first built; the command-line 
 and the Streamlit app use them too):
 
 ``FERVISION_MODEL``
-    A ``.keras`` file written by :meth:`EmotionClassifier.save
-    <fervision.estimator.EmotionClassifier.save>`, used instead of the bundled model.
+    A pretrained model's name (:func:`fervision.weights.list_pretrained`, e.g.
+    ``ferplus-large``) or a ``.keras`` file written by :meth:`EmotionClassifier.save
+    <fervision.estimator.EmotionClassifier.save>`, used instead of the default model.
 ``FERVISION_DETECTOR_MODEL``
     A YuNet ``.onnx`` file for the default detector, instead of the bundled one.
 """
@@ -178,12 +179,44 @@ def load_default_classifier(realtime: bool = True):
     """
     from ..estimator import EmotionClassifier
 
-    path = os.environ.get(MODEL_ENV)
-    if path:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"${MODEL_ENV} names {path!r}, which is not a file")
-        return EmotionClassifier.load(path)
+    spec = os.environ.get(MODEL_ENV)
+    if spec:
+        return load_classifier(spec, what=f"${MODEL_ENV}")
     return EmotionClassifier.from_pretrained()
+
+
+def load_classifier(spec, what: str = "model"):
+    """A classifier from a pretrained model's name or a saved ``.keras`` file.
+
+    Parameters
+    ----------
+    spec : str or path-like
+        A name of :func:`fervision.weights.list_pretrained`, or the path of a file
+        written by :meth:`EmotionClassifier.save
+        <fervision.estimator.EmotionClassifier.save>`.  A value that ends in ``.keras``
+        or holds a path separator is a path; anything else is a name.
+    what : str, default="model"
+        Where ``spec`` came from (``"--model"``, ``"$FERVISION_MODEL"``), for errors.
+
+    Raises
+    ------
+    FileNotFoundError
+        A path that is not a file.
+    KeyError
+        An unknown name; the message lists the pretrained names.
+    """
+    from ..estimator import EmotionClassifier
+
+    text = os.fspath(spec)
+    if text.endswith(".keras") or os.sep in text or "/" in text:
+        if not Path(text).is_file():
+            raise FileNotFoundError(f"{what} names {text!r}, which is not a file")
+        return EmotionClassifier.load(text)
+    try:
+        return EmotionClassifier.from_pretrained(text)
+    except KeyError as err:
+        raise KeyError(f"{what}: {err.args[0]} (or give the path of a saved .keras "
+                       "file)") from None
 
 
 # ----------------------------------------------------------------------------- images
