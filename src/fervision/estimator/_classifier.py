@@ -452,9 +452,10 @@ class EmotionClassifier(KerasClassifier):
         ----------
         name : str, default="default"
             One of :func:`fervision.weights.list_pretrained` (``"default"``, used by
-            every path, and ``"fer2013"`` are bundled: no network); what each was
-            trained on: :func:`fervision.weights.pretrained_info`.  An unknown name
-            raises ``KeyError`` listing the names.
+            every path, ``"ferplus-large"`` and ``"fer2013"`` are bundled: no
+            network); what each was trained on:
+            :func:`fervision.weights.pretrained_info`.  An unknown name raises
+            ``KeyError`` listing the names.
         **params
             Parameters set after loading, e.g. ``tta="crops"`` (TTA is off by default).
 
