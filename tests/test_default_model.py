@@ -23,7 +23,7 @@ def test_bundled_model_loads_offline_and_names_emotions(rng):
 
 
 def test_bundled_models_recognise_faces(fer_sample, shared_dir):
-    from fervision.datasets import load_ferplus
+    from fervision.data.datasets import load_ferplus
 
     folder = shared_dir / "data" / "ferplus" / "FER2013Valid"
     if not (folder / "label.csv").is_file():
