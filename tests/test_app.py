@@ -132,6 +132,31 @@ def test_page_with_a_face(app_models, face_frame):
         '"domain":[0,1]', '"domain": [0, 1]')
 
 
+def test_sidebar_picks_a_bundled_model(app_models, face_frame, monkeypatch):
+    from fervision.estimator import EmotionClassifier
+
+    loaded = []
+    real = EmotionClassifier.from_pretrained.__func__
+
+    def spy(cls, name="default", **params):
+        loaded.append(name)
+        return real(cls, name, **params)
+
+    monkeypatch.setattr(EmotionClassifier, "from_pretrained", classmethod(spy))
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    picker = at.sidebar.selectbox[0]
+    assert picker.options[0] == "default" and "ferplus-large" in picker.options
+    picker.set_value("ferplus-large")
+    at.file_uploader[0].set_value(("face.png", png_bytes(face_frame[0]), "image/png"))
+    at.run()
+    assert not at.exception and not at.error
+    assert loaded == ["ferplus-large"]  # "default" stays $FERVISION_MODEL's tiny model
+    assert at.subheader[0].value.startswith("Face 1: ")
+
+
 def test_page_unreadable_upload(app_models):
     at = run_app(("broken.png", b"\x89PNG garbage", "image/png"))
     assert len(at.error) == 1 and "broken.png" in at.error[0].value

@@ -2,9 +2,11 @@
 
 Run it with ``fervision app`` or ``streamlit run`` on this file (needs
 ``pip install "fervision[app]"``).  It uses the default models of
-:func:`fervision.analyze`; point ``FERVISION_MODEL`` at a ``.keras`` file saved by
-``EmotionClassifier.save`` (and ``FERVISION_DETECTOR_MODEL`` at a YuNet ``.onnx`` file on
-an offline machine) to use others.
+:func:`fervision.analyze`; the sidebar picks another bundled emotion model
+(:func:`fervision.weights.list_pretrained`).  Point ``FERVISION_MODEL`` at a pretrained
+name or a ``.keras`` file saved by ``EmotionClassifier.save`` (and
+``FERVISION_DETECTOR_MODEL`` at a YuNet ``.onnx`` file on an offline machine) to change
+what "default" means.
 
 The page logic lives in :func:`process_upload` (bytes in, annotated image and results
 out), which has no Streamlit dependency, and :func:`render`, which draws the page.
@@ -138,13 +140,17 @@ def render() -> None:
         "Upload a photo with one or more faces. Each face is found, boxed and labelled "
         "with its most likely emotion; the chart shows the probability of every emotion."
     )
+    model_name = st.sidebar.selectbox(
+        "Emotion model", model_choices(),
+        help="default: small and fast; ferplus-large: more accurate, slower; fer2013: "
+             "trained on FER2013's original labels. See the model card.")
     upload = st.file_uploader("Photo (JPG or PNG)", type=list(UPLOAD_TYPES))
     if upload is None:
         st.info("Choose a JPG or PNG image to analyse.")
         return
 
     try:
-        detector, classifier = _models()
+        detector, classifier = _models(model_name)
     except Exception as err:  # noqa: BLE001 - shown to the user instead of a traceback
         st.error(f"The emotion model could not be loaded: {err}")
         return
@@ -170,14 +176,26 @@ def render() -> None:
         right.vega_lite_chart(pd.DataFrame(data), spec)
 
 
-def _models():
+def model_choices() -> list[str]:
+    """The sidebar's emotion models: ``"default"`` (what :func:`fervision.analyze`
+    uses, ``$FERVISION_MODEL`` included) first, then the other pretrained names."""
+    from fervision.weights import list_pretrained
+
+    return ["default"] + [n for n in list_pretrained() if n != "default"]
+
+
+def _models(name: str = "default"):
     import streamlit as st
 
     @st.cache_resource(show_spinner="Loading the emotion model...")
-    def load():
-        return default_detector(), default_classifier()
+    def load(name):
+        if name == "default":
+            return default_detector(), default_classifier()
+        from fervision.estimator import EmotionClassifier
 
-    return load()
+        return default_detector(), EmotionClassifier.from_pretrained(name)
+
+    return load(name)
 
 
 if __name__ == "__main__":  # `streamlit run` executes the script as __main__
