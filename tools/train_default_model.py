@@ -117,21 +117,30 @@ def load_data(args):
     return Xtr, Ytr, Xte, Yte, classes
 
 
-def distilled_targets(args, out: Path, X, Y, classes):
-    """``Y`` mixed with the ``--teacher``'s probabilities on the (un-augmented) ``X``.
+def load_teacher(args):
+    """The ``--teacher`` (a pretrained name or a saved ``.keras`` file) with its TTA;
+    exits naming the value when it is neither, before the run directory exists."""
+    from fervision.faces.analysis import load_classifier
+    from fervision.weights import list_pretrained
+
+    try:
+        teacher = load_classifier(args.teacher, what="--teacher")
+    except (KeyError, FileNotFoundError):
+        raise SystemExit(f"--teacher {args.teacher}: not a pretrained model "
+                         f"({', '.join(list_pretrained())}) nor a .keras file") from None
+    return teacher.set_params(tta=False if args.teacher_tta == "none" else args.teacher_tta)
+
+
+def distilled_targets(args, teacher, out: Path, X, Y, classes):
+    """``Y`` mixed with the ``teacher``'s probabilities on the (un-augmented) ``X``.
 
     The probabilities are cached in ``OUT/teacher.npz`` under a fingerprint of the
     teacher's weights, its TTA and the images, so a resumed run does not compute them
     again and a changed teacher is never mistaken for the cached one.
     """
-    from fervision import EmotionClassifier
     from fervision.nn.distillation import distillation_targets, teacher_probabilities
 
-    tta = False if args.teacher_tta == "none" else args.teacher_tta
-    if Path(args.teacher).suffix == ".keras" and Path(args.teacher).is_file():
-        teacher = EmotionClassifier.load(args.teacher).set_params(tta=tta)
-    else:
-        teacher = EmotionClassifier.from_pretrained(args.teacher, tta=tta)
+    tta = teacher.tta
     t0 = time.time()
     proba = teacher_probabilities(teacher, X, cache=out / "teacher.npz")
     print(f"teacher {args.teacher} (tta={tta}): probabilities of {len(X)} images in "
@@ -200,13 +209,7 @@ def main(argv=None):
     if args.init_from and not Path(args.init_from).is_file():
         # before OUT exists: a typo must not leave a run directory that looks started
         raise SystemExit(f"--init-from {args.init_from}: no such file")
-    if args.teacher:
-        from fervision.weights import list_pretrained
-
-        is_file = Path(args.teacher).suffix == ".keras" and Path(args.teacher).is_file()
-        if args.teacher not in list_pretrained() and not is_file:
-            raise SystemExit(f"--teacher {args.teacher}: not a pretrained model "
-                             f"({', '.join(list_pretrained())}) nor a .keras file")
+    teacher = load_teacher(args) if args.teacher else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start_epoch = resume_epoch(out)
@@ -216,8 +219,8 @@ def main(argv=None):
 
     Xtr, Ytr, Xte, Yte, classes = load_data(args)
     Xtr, Xte = check_images(Xtr, 48), check_images(Xte, 48)
-    if args.teacher:
-        Ytr = distilled_targets(args, out, Xtr, Ytr, classes)
+    if teacher is not None:
+        Ytr = distilled_targets(args, teacher, out, Xtr, Ytr, classes)
     write_json(out / "classes.json", classes)
 
     steps = int(np.ceil(len(Xtr) / args.batch_size))
