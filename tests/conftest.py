@@ -101,3 +101,20 @@ def face_frame(fer_sample, face_ids):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def pretrained_loads(monkeypatch) -> list:
+    """The names ``EmotionClassifier.from_pretrained`` is called with, in order (the
+    models still load)."""
+    from fervision.estimator import EmotionClassifier
+
+    loaded = []
+    real = EmotionClassifier.from_pretrained.__func__
+
+    def spy(cls, name="default", **params):
+        loaded.append(name)
+        return real(cls, name, **params)
+
+    monkeypatch.setattr(EmotionClassifier, "from_pretrained", classmethod(spy))
+    return loaded

@@ -132,17 +132,8 @@ def test_page_with_a_face(app_models, face_frame):
         '"domain":[0,1]', '"domain": [0, 1]')
 
 
-def test_sidebar_picks_a_bundled_model(app_models, face_frame, monkeypatch):
-    from fervision.estimator import EmotionClassifier
-
-    loaded = []
-    real = EmotionClassifier.from_pretrained.__func__
-
-    def spy(cls, name="default", **params):
-        loaded.append(name)
-        return real(cls, name, **params)
-
-    monkeypatch.setattr(EmotionClassifier, "from_pretrained", classmethod(spy))
+def test_sidebar_picks_a_bundled_model(app_models, face_frame, pretrained_loads):
+    loaded = pretrained_loads
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(APP), default_timeout=60)

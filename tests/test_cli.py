@@ -111,17 +111,8 @@ def test_missing_model_is_one_clear_error(face_png, tmp_path, capsys):
     assert "none.keras" in capsys.readouterr().err
 
 
-def test_model_by_pretrained_name(face_png, capsys, monkeypatch):
-    from fervision.estimator import EmotionClassifier
-
-    loaded = []
-    real = EmotionClassifier.from_pretrained.__func__
-
-    def spy(cls, name="default", **params):
-        loaded.append(name)
-        return real(cls, name, **params)
-
-    monkeypatch.setattr(EmotionClassifier, "from_pretrained", classmethod(spy))
+def test_model_by_pretrained_name(face_png, capsys, pretrained_loads):
+    loaded = pretrained_loads
     assert main(["predict", str(face_png), "--model", "ferplus-large", "--json"]) == 0
     assert loaded == ["ferplus-large"]
     assert json.loads(capsys.readouterr().out)[0]["faces"]
