@@ -422,3 +422,8 @@ def test_unknown_teacher_is_refused_before_the_run_starts(train_script, image_fo
         train_script.main(["--data", str(image_folders), "--out", str(out),
                            "--teacher", "nope"])
     assert not out.exists()
+    missing = tmp_path / "gone.keras"
+    with pytest.raises(SystemExit, match="gone.keras: not a pretrained model"):
+        train_script.main(["--data", str(image_folders), "--out", str(out),
+                           "--teacher", str(missing)])
+    assert not out.exists()
