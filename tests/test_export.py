@@ -103,6 +103,8 @@ def test_savedmodel_matches_keras(fitted, exported):
     assert out.name == "sm" and (out / "saved_model.pb").is_file()
     meta = _check_sidecar(out, clf, "savedmodel")
     assert meta["backbone"] == "fernet_tiny"
+    # augment=True, crop_pct="auto": the graph crops, so consumers feed the whole face
+    assert "centre 0.9" in meta["center_crop"]
 
     loaded = tf.saved_model.load(str(out))
     proba = loaded.serve(tf.constant(inputs)).numpy()

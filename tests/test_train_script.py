@@ -159,6 +159,8 @@ def test_package_script_ships_an_ensemble_with_bfloat16_weights(two_runs, image_
 
     clf = EmotionClassifier.load(out)
     assert list(clf.classes_) == ["happy", "sad", "surprise"]
+    # shipped predicting at the scale training's random-resized crops showed the network
+    assert clf.crop_pct == summary["crop_pct"] == 0.9
     model = clf.model_
     assert len(model.weights) > 0
     batchnorm = {id(v) for layer in walk_layers(model)
@@ -174,8 +176,10 @@ def test_package_script_keeps_moving_batchnorm_statistics_when_asked(two_runs, i
     package = load_example("package_default_model")
     out, card = tmp_path / "default.keras", tmp_path / "card"
     package.main(["--run", str(two_runs[0]), "--data", str(image_folders), "--out", str(out),
-                  "--card", str(card), "--tta", "none", "--batchnorm", "moving"])
-    assert json.loads((card / "summary.json").read_text())["batchnorm"] == "moving"
+                  "--card", str(card), "--tta", "none", "--batchnorm", "moving",
+                  "--crop-pct", "1"])
+    summary = json.loads((card / "summary.json").read_text())
+    assert summary["batchnorm"] == "moving" and summary["crop_pct"] == 1.0
 
     from fervision import EmotionClassifier
     from fervision.nn.backbones import walk_layers
@@ -186,7 +190,9 @@ def test_package_script_keeps_moving_batchnorm_statistics_when_asked(two_runs, i
                 for v in (layer.moving_mean, layer.moving_variance)]
 
     trained = keras.saving.load_model(two_runs[0] / "final.keras", compile=False)
-    shipped = EmotionClassifier.load(out).model_
+    shipped_clf = EmotionClassifier.load(out)
+    assert shipped_clf.crop_pct == 1.0
+    shipped = shipped_clf.model_
     expected, got = moving_stats(trained), moving_stats(shipped)
     assert expected and len(got) == len(expected)
     for a, b in zip(expected, got, strict=True):
@@ -418,7 +424,8 @@ def test_teacher_can_be_a_saved_classifier_file(train_script, image_folders, tmp
 def test_unknown_teacher_is_refused_before_the_run_starts(train_script, image_folders,
                                                          tmp_path):
     out = tmp_path / "run"
-    with pytest.raises(SystemExit, match="--teacher nope: not a pretrained model .* nor a .keras file"):
+    with pytest.raises(SystemExit,
+                       match="--teacher nope: not a pretrained model .* nor a .keras file"):
         train_script.main(["--data", str(image_folders), "--out", str(out),
                            "--teacher", "nope"])
     assert not out.exists()

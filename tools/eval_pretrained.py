@@ -3,7 +3,8 @@
     python tools/eval_pretrained.py --out docs/_static/model_card/pretrained.json
 
 For each model of :func:`fervision.weights.list_pretrained` (or ``--model NAME/PATH``)
-and each test-time augmentation in ``--tta``: accuracy and macro-F1 on
+and each test-time augmentation in ``--tta`` and centre crop in ``--crop-pct``: accuracy
+and macro-F1 on
 
 * FER+ Valid with majority labels (:func:`fervision.datasets.load_ferplus`: ties,
   contempt, unknown and not-a-face left out; 7 classes), and
@@ -16,6 +17,7 @@ informed choices (see the model card).  Writes one JSON file and prints a Markdo
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from fervision import EmotionClassifier
 from fervision.data.datasets import load_ferplus, load_image_folder
 from fervision.data.evaluation import evaluate
 from fervision.files import write_json
+from fervision.nn.eval_crop import resolve_crop_pct
 from fervision.weights import list_pretrained
 
 
@@ -33,6 +36,9 @@ def main(argv=None):
     p.add_argument("--model", nargs="+", default=None,
                    help="pretrained names or .keras files (default: every pretrained name)")
     p.add_argument("--tta", nargs="+", default=["none"], choices=["none", "flip", "crops"])
+    p.add_argument("--crop-pct", nargs="+", default=["model"], metavar="FRACTION|model",
+                   help="centre crop(s) to predict on (EmotionClassifier crop_pct); "
+                        "'model': the model's own setting, 1: the whole face")
     p.add_argument("--ferplus", default=str(ROOT.parent / "shared" / "data" / "ferplus"))
     p.add_argument("--fer2013", default=str(DEFAULT_FER2013))
     p.add_argument("--out", default=None, help="JSON file to write")
@@ -47,18 +53,22 @@ def main(argv=None):
     for name in args.model or list_pretrained():
         clf = (EmotionClassifier.load(name) if name.endswith(".keras")
                else EmotionClassifier.from_pretrained(name))
-        for tta in args.tta:
-            clf.set_params(tta=False if tta == "none" else tta)
+        own_crop = clf.crop_pct
+        for crop_pct, tta in itertools.product(args.crop_pct, args.tta):
+            clf.set_params(tta=False if tta == "none" else tta,
+                           crop_pct=own_crop if crop_pct == "model" else float(crop_pct))
+            crop = resolve_crop_pct(clf.crop_pct, clf.augment)
             for set_name, (X, y) in sets.items():
                 t = time.perf_counter()
                 report = evaluate(clf, X, y)
-                rows.append({"model": name, "tta": tta, "test_set": set_name,
+                rows.append({"model": name, "tta": tta, "crop_pct": crop,
+                             "test_set": set_name,
                              "images": len(y), "accuracy": report.accuracy,
                              "macro_f1": report.macro_f1,
                              "per_class_f1": {c: v["f1"] if isinstance(v, dict) else v
                                               for c, v in report.per_class.items()},
                              "seconds": round(time.perf_counter() - t, 1)})
-                print(f"| {name} | {tta} | {set_name} | {report.accuracy:.2%} | "
+                print(f"| {name} | {tta} | {crop:g} | {set_name} | {report.accuracy:.2%} | "
                       f"{report.macro_f1:.3f} |", flush=True)
     if args.out:
         write_json(Path(args.out), rows)

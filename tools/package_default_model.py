@@ -8,8 +8,10 @@ was not used to pick them; a run started with ``--init-from`` is recorded togeth
 the runs it continues), recomputes its BatchNorm statistics on the un-augmented
 training images (:func:`fervision.nn.batchnorm.recalibrate_batchnorm`; ``--batchnorm
 moving`` keeps the training run's moving averages instead), wraps it with
-:meth:`EmotionClassifier.from_keras_model`, measures accuracy, macro-F1 and per-class F1
-on FER2013 PublicTest with each test-time augmentation (none, flip, crops), and writes
+:meth:`EmotionClassifier.from_keras_model` predicting on the centre ``--crop-pct`` of each
+face (the scale of training's random-resized crops), measures accuracy, macro-F1 and
+per-class F1 on FER2013 PublicTest with each test-time augmentation (none, flip, crops),
+and writes
 (several runs: each is prepared and measured alone, then they are shipped as one model
 averaging their probabilities, :func:`fervision.nn.backbones.average_models`):
 
@@ -50,7 +52,9 @@ from fervision import EmotionClassifier  # noqa: E402
 from fervision.data.datasets import load_ferplus, load_image_folder  # noqa: E402
 from fervision.data.evaluation import evaluate, plot_history  # noqa: E402
 from fervision.files import atomic_write, write_json  # noqa: E402
+from fervision.nn.augmentation import DEFAULT_CROP  # noqa: E402
 from fervision.nn.backbones import average_models  # noqa: E402
+from fervision.nn.eval_crop import check_crop_pct  # noqa: E402
 from fervision.nn.precision import round_weights_to_bfloat16  # noqa: E402
 
 
@@ -68,7 +72,8 @@ def load_member(run: Path, X, y, X_train, bfloat16_weights=False, batchnorm="pre
     if is_restored(run):
         print(f"{run}: restored from {train_args['restored_from']}, used as shipped")
     else:
-        before = EmotionClassifier.from_keras_model(model, classes, input_size=48)
+        before = EmotionClassifier.from_keras_model(model, classes, input_size=48,
+                                                    crop_pct=TEST_SET["crop_pct"])
         acc_moving = evaluate(before, X, y).accuracy
         print(f"{run}: {TEST_SET['name']} accuracy with the training run's moving "
               f"BatchNorm statistics: {acc_moving:.4f}")
@@ -80,8 +85,10 @@ def load_member(run: Path, X, y, X_train, bfloat16_weights=False, batchnorm="pre
     return model, classes, acc_moving, backbone
 
 
-#: The test set figures are measured on (FER2013 PublicTest, or FER+ Valid with --ferplus).
-TEST_SET = {"name": "PublicTest", "modes": ("none", "flip", "crops")}
+#: The test set figures are measured on (FER2013 PublicTest, or FER+ Valid with --ferplus),
+#: the test-time augmentations measured, and the centre crop predicted on (--crop-pct).
+TEST_SET = {"name": "PublicTest", "modes": ("none", "flip", "crops"),
+            "crop_pct": 1.0 - DEFAULT_CROP}
 
 
 def measure(model, classes, backbone, X, y, label):
@@ -90,7 +97,7 @@ def measure(model, classes, backbone, X, y, label):
     for tta in TEST_SET["modes"]:
         clf = EmotionClassifier.from_keras_model(
             model, classes, input_size=48, backbone=backbone,
-            tta=False if tta == "none" else tta)
+            tta=False if tta == "none" else tta, crop_pct=TEST_SET["crop_pct"])
         t = time.perf_counter()
         report = evaluate(clf, X, y)
         results[tta] = (clf, report, time.perf_counter() - t)
@@ -152,12 +159,18 @@ def main(argv=None):
                    help="precise: recompute BatchNorm statistics on the un-augmented "
                         "training images; moving: keep the training run's moving averages "
                         "(one run only; with a weight EMA they can be the better ones)")
+    p.add_argument("--crop-pct", type=float, default=TEST_SET["crop_pct"],
+                   metavar="FRACTION",
+                   help="centre crop the model predicts on (EmotionClassifier crop_pct); "
+                        "default: 1 - the crop of train_default_model's augmentation, "
+                        "the scale the network was trained at")
     p.add_argument("--deflate", action="store_true",
                    help="store the .keras archive deflate-compressed (Keras stores it "
                         "uncompressed; with --bfloat16-weights this halves the file)")
     args = p.parse_args(argv)
     if args.tta != "auto":  # only the shipped mode is measured
         TEST_SET["modes"] = (args.tta,)
+    TEST_SET["crop_pct"] = check_crop_pct(args.crop_pct)
     runs = [Path(r) for r in args.run]
     if args.batchnorm == "moving" and len(runs) != 1:
         p.error("--batchnorm moving needs one --run (averaged weights have no moving "
@@ -230,6 +243,7 @@ def main(argv=None):
         "test_set": TEST_SET["name"],
         "test_images": len(X),
         "shipped_tta": use_tta,
+        "crop_pct": TEST_SET["crop_pct"],
         "accuracy": {k: r[1].accuracy for k, r in results.items()},
         "macro_f1": {k: r[1].macro_f1 for k, r in results.items()},
         "evaluation_s": {k: round(r[2], 1) for k, r in results.items()},

@@ -435,7 +435,9 @@ def pretrained_file(name: str) -> pathlib.Path:
 
 # Inference batches of 256: 48x48 faces are small, and larger batches keep the CPU's
 # vector units busy (batches of 64 measurably slowed the default network per face).
-_PRETRAINED_PARAMS = {"tta": False, "predict__batch_size": 256}
+# crop_pct 0.9: the centre crop at the scale of their training's random-resized crops
+# (fervision.nn.eval_crop), stated here so the config carries its own preprocessing.
+_PRETRAINED_PARAMS = {"tta": False, "crop_pct": 0.9, "predict__batch_size": 256}
 
 register_pretrained(PretrainedModel(
     name="default",

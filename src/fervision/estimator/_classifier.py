@@ -131,6 +131,10 @@ class EmotionClassifier(KerasClassifier):
         ``predict_proba`` over the image and its mirror; ``"crops"`` also over the four
         corner and the centre 90 % crops and their mirrors (12 views, about 6x the
         inference cost of ``"flip"``; measured gains are in ``docs/model_card.md``).
+    crop_pct : "auto" or float in (0, 1], default="auto"
+        Predict on the centre ``crop_pct`` of each face enlarged back, the scale
+        training's random-resized crops showed the network (:mod:`fervision.nn.eval_crop`).
+        ``"auto"``: ``1 - crop`` of the augmentation (0.9), 1 without augmentation.
     precise_bn : bool, default=True
         After training, replace the BatchNorm layers' moving averages by exact
         statistics over the (un-augmented) training images
@@ -215,6 +219,7 @@ class EmotionClassifier(KerasClassifier):
         warm_start=False,
         precision="auto",
         tta=False,
+        crop_pct="auto",
         precise_bn=True,
         distribution_strategy=None,
         metrics=None,
@@ -254,6 +259,7 @@ class EmotionClassifier(KerasClassifier):
         self.resume = resume
         self.precision = precision
         self.tta = tta
+        self.crop_pct = crop_pct
         self.precise_bn = precise_bn
         self.distribution_strategy = distribution_strategy
 
@@ -342,17 +348,8 @@ class EmotionClassifier(KerasClassifier):
                              target_distribution=target_distribution, **kwargs)
 
     def initialize(self, X, y):
-        """Build the model without training it (SciKeras's ``initialize``).
-
-        Parameters
-        ----------
-        X : array-like or list of images
-        y : array-like of shape (n_samples,)
-
-        Returns
-        -------
-        self : EmotionClassifier
-        """
+        """Build the model for images ``X`` and labels ``y`` without training it
+        (SciKeras's ``initialize``); returns ``self``."""
         return _training.initialize(self, X, y)
 
     # ----------------------------------------------------------------- inference
@@ -387,7 +384,8 @@ class EmotionClassifier(KerasClassifier):
         input_size : int, default=48
             Side of the model's input images.
         **params
-            Other constructor parameters (``backbone``, ``batch_size``, ...).
+            Other constructor parameters (``backbone``, ``batch_size``, ...);
+            ``crop_pct`` defaults to 1 (the whole face) for a model trained elsewhere.
 
         Returns
         -------
@@ -395,6 +393,7 @@ class EmotionClassifier(KerasClassifier):
             Fitted: ``predict``, ``save`` and (with ``warm_start=True``) ``fit`` work.
         """
         classes = _persistence.check_keras_model(model, classes, input_size)
+        params.setdefault("crop_pct", 1.0)
         return cls(input_size=input_size, **params)._set_fitted_state(model, classes)
 
     # -------------------------------------------------------------- persistence

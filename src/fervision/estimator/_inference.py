@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
+from ..nn.eval_crop import center_crop, resolve_crop_pct
 from ..nn.tta import predict_with_tta, resolve_tta
 from . import _scikeras
 
-__all__ = ["inference_batch_size", "inference_fn", "one_trace_per_model", "predict_raw"]
+__all__ = ["inference_batch_size", "inference_crop_pct", "inference_fn",
+           "one_trace_per_model", "predict_raw"]
 
 _FN_ATTR = "_fervision_inference_fn"
 
@@ -108,8 +110,16 @@ def inference_batch_size(est, n: int) -> int:
     return max(int(n), 1) if size == -1 else (size or 32)
 
 
+def inference_crop_pct(est) -> float:
+    """The centre fraction of each face ``est`` predicts on (its ``crop_pct``; see
+    :func:`fervision.nn.eval_crop.resolve_crop_pct`).  Estimators pickled before
+    ``crop_pct`` existed read as ``"auto"``."""
+    return resolve_crop_pct(getattr(est, "crop_pct", "auto"), est.augment)
+
+
 def predict_raw(est, X, **kwargs):
-    """Probabilities for raw images ``X``, with test-time augmentation."""
+    """Probabilities for raw images ``X``: the centre crop (``crop_pct``), then
+    test-time augmentation around it."""
     if not hasattr(est, "model_"):
         raise NotFittedError(
             f"This {type(est).__name__} instance is not fitted yet. Call 'fit' with "
@@ -117,7 +127,7 @@ def predict_raw(est, X, **kwargs):
         )
     mode = resolve_tta(est.tta)
     X, _ = est._validate_data(X=X, y=None)
-    X = est.feature_encoder_.transform(X)
+    X = center_crop(est.feature_encoder_.transform(X), inference_crop_pct(est))
     return predict_with_tta(lambda v: forward(est, v, **kwargs), X, mode,
                             one_call_below=inference_batch_size(est, len(X)))
 

@@ -15,6 +15,7 @@ from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.multiclass import type_of_target
 
 from ..data.preprocessing import check_images, flat_features
+from ..nn.eval_crop import check_crop_pct
 from ..nn.tta import resolve_tta
 
 __all__ = ["PARAMETER_CONSTRAINTS", "check_X", "check_y", "set_tags", "validate_data",
@@ -23,6 +24,12 @@ __all__ = ["PARAMETER_CONSTRAINTS", "check_X", "check_y", "set_tags", "validate_
 
 def _tta(value) -> bool:
     resolve_tta(value)  # raises its own message, naming the valid modes
+    return True
+
+
+def _crop_pct(value) -> bool:
+    if not (isinstance(value, str) and value == "auto"):
+        check_crop_pct(value)  # raises its own message
     return True
 
 
@@ -46,6 +53,7 @@ def _batch_size(value) -> bool:
 #: parameter -> (check, what a valid value is); checked in this order.
 PARAMETER_CONSTRAINTS = {
     "tta": (_tta, None),
+    "crop_pct": (_crop_pct, None),
     "input_size": (_positive_int, "a positive int (the side of the square images the "
                                   "network sees)"),
     "learning_rate": (_finite_non_negative, "a finite non-negative number"),

@@ -10,6 +10,10 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+#: Default ``crop`` of :func:`build_augmentation`; inference's ``crop_pct="auto"`` and
+#: the ``"crops"`` test-time views follow it.
+DEFAULT_CROP = 0.1
+
 
 def build_augmentation(
     input_size: int,
@@ -20,7 +24,7 @@ def build_augmentation(
     brightness: float = 0.1,
     contrast: float = 0.1,
     translation: float = 0.1,
-    crop: float = 0.1,
+    crop: float = DEFAULT_CROP,
     erasing: float = 0.0,
     seed: int | None = None,
     name: str = "augmentation",
@@ -45,7 +49,8 @@ def build_augmentation(
     crop : float, default=0.1
         Take a random square crop whose side is ``1 - crop`` of the image and resize it
         back to ``input_size`` (a random-resized crop); 0 disables it.  At inference
-        Keras's ``RandomCrop`` passes the image through and the resize is a no-op.
+        Keras's ``RandomCrop`` passes the image through and the resize is a no-op; the
+        classifier's ``crop_pct`` then shows the network the centre at training's scale.
     erasing : float, default=0.0
         Probability of random erasing (Zhong et al. 2020, Keras ``RandomErasing``): a
         random rectangle of the image is replaced by noise, so the network cannot lean

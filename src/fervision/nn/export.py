@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .backbones import walk_layers
+from .eval_crop import crop_layers, resolve_crop_pct
 from .tta import n_views, resolve_tta
 
 __all__ = ["FORMATS", "PREPROCESSING", "export_model", "inference_model", "metadata_path"]
@@ -75,11 +76,13 @@ def _require(modules, what: str) -> None:
 
 
 def _unpack(clf, classes):
-    """(keras model, class names, input size, extra metadata) from an estimator or model."""
+    """(keras model, class names, input size, crop_pct, extra metadata) from an
+    estimator or model."""
     import keras
 
     if isinstance(clf, keras.Model):
         model = clf
+        crop_pct = 1.0
         extra = {}
         if classes is None:
             from ..data.labels import EMOTIONS
@@ -98,6 +101,8 @@ def _unpack(clf, classes):
             raise ValueError(f"{type(clf).__name__} has no classes_; pass classes=")
         extra = {"backbone": clf.backbone} if isinstance(getattr(clf, "backbone", None),
                                                           str) else {}
+        crop_pct = resolve_crop_pct(getattr(clf, "crop_pct", "auto"),
+                                    getattr(clf, "augment", False))
         mode = resolve_tta(getattr(clf, "tta", False))
         if mode is not None:
             extra["test_time_augmentation"] = (
@@ -115,7 +120,11 @@ def _unpack(clf, classes):
     n_out = model.output_shape[-1]
     if n_out != len(classes):
         raise ValueError(f"model has {n_out} outputs but {len(classes)} classes were given")
-    return model, classes, int(shape[1]), extra
+    if crop_pct < 1:
+        extra["center_crop"] = (
+            f"the exported graph enlarges each image and keeps its centre {crop_pct:g} "
+            "(the classifier's crop_pct, fervision.nn.eval_crop): feed the whole face")
+    return model, classes, int(shape[1]), crop_pct, extra
 
 
 def _float32_copy(model):
@@ -132,7 +141,7 @@ def _float32_copy(model):
     return clone
 
 
-def inference_model(model):
+def inference_model(model, crop_pct: float = 1.0):
     """Wrap ``model`` as a float32 inference-only ``keras.Model``.
 
     The wrapper calls ``model(x, training=False)``, so augmentation layers are identity
@@ -143,6 +152,10 @@ def inference_model(model):
     ----------
     model : keras.Model
         A fervision model, ``(N, S, S, 1)`` float 0-1 -> probabilities.
+    crop_pct : float in (0, 1], default=1.0
+        Centre crop applied before the network (Keras ``Resizing`` and ``CenterCrop``
+        layers, :func:`fervision.nn.eval_crop.crop_layers`), as the classifier's
+        ``crop_pct`` does in ``predict_proba``.
 
     Returns
     -------
@@ -154,7 +167,10 @@ def inference_model(model):
     if any(layer.dtype_policy.name != "float32" for layer in walk_layers(model)):
         model = _float32_copy(model)
     inputs = keras.Input(tuple(model.input_shape[1:]), dtype="float32", name="image")
-    outputs = model(inputs, training=False)
+    x = inputs
+    for layer in crop_layers(int(model.input_shape[1]), crop_pct):
+        x = layer(x)
+    outputs = model(x, training=False)
     serving = keras.Model(inputs, outputs, name="fervision_serving")
     # Keras's ONNX export refuses models that were never called.
     serving(np.zeros((1, *model.input_shape[1:]), dtype=np.float32))
@@ -338,8 +354,8 @@ def export_model(clf, path, format: str = "savedmodel", *, quantize: bool = Fals
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder {path.parent} does not exist")
 
-    model, class_names, input_size, extra = _unpack(clf, classes)
-    serving = inference_model(model)
+    model, class_names, input_size, crop_pct, extra = _unpack(clf, classes)
+    serving = inference_model(model, crop_pct)
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:

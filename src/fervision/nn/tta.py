@@ -14,13 +14,15 @@ from collections.abc import Callable, Iterator
 import keras
 import numpy as np
 
+from .augmentation import DEFAULT_CROP
+
 __all__ = ["TTA_MODES", "predict_with_tta", "resolve_tta", "tta_views"]
 
 #: Accepted values of ``tta`` (besides True = "flip" and False/None = off).
 TTA_MODES = ("flip", "crops")
 
 #: Crop fraction of the "crops" views: training's ``build_augmentation(crop=0.1)``.
-CROP = 0.1
+CROP = DEFAULT_CROP
 
 
 def resolve_tta(tta) -> str | None:
