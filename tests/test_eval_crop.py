@@ -73,9 +73,15 @@ def test_center_crop_equals_the_keras_layers_and_does_not_depend_on_chunking(mon
     assert crop_layers(16, 1.0) == []
 
 
-def test_predict_proba_runs_the_network_on_the_centre_crop():
+@pytest.mark.parametrize("path", [
+    {},                                                # eager (the helpers' setting)
+    {"run_eagerly": False},                            # the traced inference function
+    {"run_eagerly": False, "predict__verbose": 0},     # Keras's Model.predict loop
+])
+def test_predict_proba_runs_the_network_on_the_centre_crop(path):
     X, y = _images(24)
     clf = _clf(augment=True).fit(X, y)  # crop_pct="auto" -> 0.9 with augmentation
+    clf.set_params(**path)
     inputs = check_images(X, SIZE)
     model = clf.model_
     cropped = np.asarray(model(center_crop(inputs, 0.9), training=False))

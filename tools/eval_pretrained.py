@@ -28,7 +28,15 @@ from fervision.data.datasets import load_ferplus, load_image_folder
 from fervision.data.evaluation import evaluate
 from fervision.files import write_json
 from fervision.nn.eval_crop import resolve_crop_pct
-from fervision.weights import list_pretrained
+from fervision.weights import list_pretrained, pretrained_info
+
+
+def home_set(name: str) -> str | None:
+    """The test set whose labels a pretrained model was trained on (None for a file)."""
+    if name.endswith(".keras"):
+        return None
+    trained_on = pretrained_info(name).trained_on
+    return "FER+ Valid (majority)" if trained_on.startswith("FER+") else "FER2013 PublicTest"
 
 
 def main(argv=None):
@@ -42,6 +50,10 @@ def main(argv=None):
     p.add_argument("--ferplus", default=str(ROOT.parent / "shared" / "data" / "ferplus"))
     p.add_argument("--fer2013", default=str(DEFAULT_FER2013))
     p.add_argument("--out", default=None, help="JSON file to write")
+    p.add_argument("--card", default=None, metavar="DIR",
+                   help="also write each pretrained model's report (report.json/.md, "
+                        "confusion_matrix.png) at its shipped setting (no TTA, its own "
+                        "crop) on the test set of its labels to DIR/NAME/")
     args = p.parse_args(argv)
 
     sets = {
@@ -70,6 +82,9 @@ def main(argv=None):
                              "seconds": round(time.perf_counter() - t, 1)})
                 print(f"| {name} | {tta} | {crop:g} | {set_name} | {report.accuracy:.2%} | "
                       f"{report.macro_f1:.3f} |", flush=True)
+                if (args.card and tta == "none" and crop_pct == "model"
+                        and set_name == home_set(name)):
+                    report.save(Path(args.card) / name)
     if args.out:
         write_json(Path(args.out), rows)
         print(f"wrote {args.out}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
-from ..nn.eval_crop import center_crop, resolve_crop_pct
+from ..nn.eval_crop import center_crop, resize_side, resolve_crop_pct
 from ..nn.tta import predict_with_tta, resolve_tta
 from . import _scikeras
 
@@ -81,25 +81,40 @@ def __getattr__(name):  # a Keras class, defined once Keras is needed
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def inference_fn(model):
-    """A traced ``model(x, training=False)``, cached on the model itself.
+def inference_fn(model, crop_pct: float = 1.0):
+    """A traced ``model(x, training=False)`` behind the centre crop ``crop_pct``
+    (:func:`fervision.nn.eval_crop.center_crop`, the same ops inside the graph), cached
+    on the model itself, one per crop.
 
     Cached on the model (not the estimator) so that ``predict`` leaves the estimator's
     ``__dict__`` unchanged (scikit-learn checks this) and a new ``model_`` never reuses
     a stale trace.  Variables are captured by reference, so training the same model
     later needs no retrace.  One input signature with a free batch dimension means one
-    trace for any number of faces per frame.
+    trace for any number of faces per frame.  The crop inside the traced function costs
+    far less than an eager resize per call (one face per video frame).
     """
-    fn = model.__dict__.get(_FN_ATTR)
+    size = int(model.input_shape[1])
+    big = resize_side(size, crop_pct)
+    fns = model.__dict__.get(_FN_ATTR)
+    if fns is None:
+        fns = {}
+        object.__setattr__(model, _FN_ATTR, fns)  # bypass Keras attribute tracking
+    fn = fns.get(big)
     if fn is None:
+        import keras
         import tensorflow as tf
 
-        fn = tf.function(
-            lambda x: model(x, training=False),
-            input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)],
-        )
+        m = (big - size) // 2
+
+        def call(x):
+            if big != size:
+                x = keras.ops.image.resize(x, (big, big), interpolation="bilinear")
+                x = x[:, m:m + size, m:m + size, :]
+            return model(x, training=False)
+
+        fn = fns[big] = tf.function(
+            call, input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)])
         one_trace_per_model(fn)
-        object.__setattr__(model, _FN_ATTR, fn)  # bypass Keras attribute tracking
     return fn
 
 
@@ -118,8 +133,8 @@ def inference_crop_pct(est) -> float:
 
 
 def predict_raw(est, X, **kwargs):
-    """Probabilities for raw images ``X``: the centre crop (``crop_pct``), then
-    test-time augmentation around it."""
+    """Probabilities for raw images ``X``: the mean over the test-time augmentation
+    views, each seen through the centre crop (``crop_pct``) as the exported graph does."""
     if not hasattr(est, "model_"):
         raise NotFittedError(
             f"This {type(est).__name__} instance is not fitted yet. Call 'fit' with "
@@ -127,13 +142,13 @@ def predict_raw(est, X, **kwargs):
         )
     mode = resolve_tta(est.tta)
     X, _ = est._validate_data(X=X, y=None)
-    X = center_crop(est.feature_encoder_.transform(X), inference_crop_pct(est))
+    X = est.feature_encoder_.transform(X)
     return predict_with_tta(lambda v: forward(est, v, **kwargs), X, mode,
                             one_call_below=inference_batch_size(est, len(X)))
 
 
 def forward(est, X, **kwargs):
-    """One forward pass over already-encoded images.
+    """One forward pass over already-encoded images, through the centre crop.
 
     ``Model.predict`` costs a data adapter and a predict loop per call: ~30 ms, which
     would dominate one face per video frame, and about half the throughput on batches
@@ -141,7 +156,9 @@ def forward(est, X, **kwargs):
     :func:`inference_batch_size`; ``Model.predict`` runs only when something asks for
     its loop (keyword arguments, predict callbacks, routed ``predict__`` parameters).
     """
+    crop_pct = inference_crop_pct(est)
     if kwargs or _scikeras.predict_needs_keras_loop(est):
+        X = center_crop(X, crop_pct)
         if not est.run_eagerly:  # made now, so that it is marked before its first trace
             est.model_.make_predict_function()
             one_trace_per_model(est.model_.predict_function)
@@ -150,7 +167,8 @@ def forward(est, X, **kwargs):
             args["verbose"] = 0  # ``verbose`` is fit's progress; predict__verbose asks here
         return est.model_.predict(X, **args)
     model = est.model_
-    call = (lambda v: model(v, training=False)) if est.run_eagerly else inference_fn(model)
+    call = ((lambda v: model(center_crop(v, crop_pct), training=False)) if est.run_eagerly
+            else inference_fn(model, crop_pct))
     size = inference_batch_size(est, len(X))
     parts = [np.asarray(call(X[i:i + size]), dtype=np.float32)
              for i in range(0, len(X), size)]

@@ -11,9 +11,11 @@ train-test resolution discrepancy").  The measured effect on the bundled models 
 ``docs/model_card.md``.
 
 The crop is one bilinear resize to ``resize_side(S, crop_pct)`` followed by cutting the
-centre ``S x S``: :meth:`EmotionClassifier.predict_proba` does it in NumPy/Keras ops and
-:func:`fervision.nn.export.inference_model` with Keras's ``Resizing`` and ``CenterCrop``
-layers, the same operations, so exported models take the whole face as well.
+centre ``S x S``.  :meth:`EmotionClassifier.predict_proba` does it inside its traced
+inference function (or with :func:`center_crop` before Keras's predict loop), in front
+of every network pass, test-time augmentation views included;
+:func:`fervision.nn.export.inference_model` does it with Keras's ``Resizing`` and
+``CenterCrop`` layers, the same operations, so exported models take the whole face too.
 """
 
 from __future__ import annotations
