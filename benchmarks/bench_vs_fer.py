@@ -119,7 +119,10 @@ def main(argv=None):
     out = Path(args.out)
     out.write_text(json.dumps({
         "model": args.model, "model_metadata": clf.metadata_ if hasattr(clf, "metadata_")
-        else None, "fer_version": getattr(fer_pkg, "__version__", "?"),
+        else None, "settings": {"tta": clf.tta, "crop_pct": clf.crop_pct,
+                                "predict__batch_size": clf.get_params().get(
+                                    "predict__batch_size")},
+        "fer_version": getattr(fer_pkg, "__version__", "?"),
         "tensorflow": tf.__version__, "python": platform.python_version(),
         "cpus": os.cpu_count(), "idle": args.idle, "rounds": args.rounds,
         "faces_found": {"fervision": len(fv_faces), "fer": len(fer_faces)},

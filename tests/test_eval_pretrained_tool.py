@@ -1,0 +1,58 @@
+"""tools/eval_pretrained.py: every model x crop x TTA x test set, one JSON row each."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from test_train_script import load_example
+
+from fervision.data.labels import EMOTIONS
+
+
+@pytest.fixture
+def test_sets(tmp_path):
+    """A FER+ Valid folder (label.csv with votes) and a FER2013 test/ folder."""
+    rng = np.random.default_rng(0)
+    valid = tmp_path / "ferplus" / "FER2013Valid"
+    valid.mkdir(parents=True)
+    lines = []
+    for i in range(6):  # votes: neutral, happy, surprise, sad, angry, disgust, fear, ...
+        votes = [0] * 10
+        votes[i % 4] = 8
+        votes[8] = 2
+        cv2.imwrite(str(valid / f"{i}.png"), rng.integers(0, 256, (48, 48), dtype=np.uint8))
+        lines.append(f'{i}.png,"(0, 0, 48, 48)",' + ",".join(map(str, votes)))
+    (valid / "label.csv").write_text("\n".join(lines) + "\n")
+    for label in ("happy", "sad"):
+        folder = tmp_path / "fer2013" / "test" / label
+        folder.mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(folder / f"{i}.png"),
+                        rng.integers(0, 256, (48, 48), dtype=np.uint8))
+    return tmp_path
+
+
+def test_rows_for_each_crop_and_set(test_sets, tiny_model_path, tmp_path):
+    tool = load_example("eval_pretrained")
+    out = tmp_path / "rows.json"
+    tool.main(["--model", str(tiny_model_path), "--crop-pct", "1", "model",
+               "--ferplus", str(test_sets / "ferplus"), "--fer2013", str(test_sets / "fer2013"),
+               "--out", str(out), "--card", str(tmp_path / "card")])
+    rows = json.loads(out.read_text())
+    assert [(r["crop_pct"], r["test_set"]) for r in rows] == [
+        (1.0, "FER+ Valid (majority)"), (1.0, "FER2013 PublicTest"),
+        (0.9, "FER+ Valid (majority)"), (0.9, "FER2013 PublicTest")]  # "auto": 0.9
+    assert [r["images"] for r in rows] == [6, 6, 6, 6]
+    assert all(0 <= r["accuracy"] <= 1 and r["tta"] == "none" for r in rows)
+    assert set(rows[0]["per_class_f1"]) <= set(EMOTIONS) | {"macro avg", "weighted avg"}
+    assert not (tmp_path / "card").exists()  # a file has no home test set: no card
+
+
+def test_each_pretrained_model_is_reported_on_the_labels_it_learned():
+    tool = load_example("eval_pretrained")
+    assert tool.home_set("default") == tool.home_set("ferplus-large") == "FER+ Valid (majority)"
+    assert tool.home_set("fer2013") == "FER2013 PublicTest"
+    assert tool.home_set("mine.keras") is None
