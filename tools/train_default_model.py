@@ -259,6 +259,7 @@ def main(argv=None):
                 keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
             ],
             verbose=2,
+            shuffle=False,  # the tf.data pipeline shuffles (seeded, resumable)
         )
         model.save(out / "final.keras")
     write_json(out / "done.json", {"wall_s_this_run": wall.this_start(),
