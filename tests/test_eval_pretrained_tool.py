@@ -56,3 +56,14 @@ def test_each_pretrained_model_is_reported_on_the_labels_it_learned():
     assert tool.home_set("default") == tool.home_set("ferplus-large") == "FER+ Valid (majority)"
     assert tool.home_set("fer2013") == "FER2013 PublicTest"
     assert tool.home_set("mine.keras") is None
+
+
+@pytest.mark.parametrize("bad", ["1.5", "0", "half"])
+def test_a_bad_crop_is_refused_before_any_work(bad, tmp_path, capsys):
+    tool = load_example("eval_pretrained")
+    out = tmp_path / "rows.json"
+    with pytest.raises(SystemExit):
+        tool.main(["--model", "nope.keras", "--crop-pct", bad, "--ferplus", str(tmp_path),
+                   "--fer2013", str(tmp_path), "--out", str(out)])
+    assert f"--crop-pct {bad}" in capsys.readouterr().err
+    assert not out.exists()

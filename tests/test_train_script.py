@@ -198,6 +198,12 @@ def test_package_script_keeps_moving_batchnorm_statistics_when_asked(two_runs, i
     for a, b in zip(expected, got, strict=True):
         np.testing.assert_array_equal(a.astype(np.float32), b)
 
+    with pytest.raises(SystemExit):  # a crop outside (0, 1], before any work
+        package.main(["--run", str(two_runs[0]), "--data", str(image_folders),
+                      "--out", str(tmp_path / "bad.keras"), "--card", str(card),
+                      "--crop-pct", "1.5"])
+    assert not (tmp_path / "bad.keras").exists()
+
     with pytest.raises(SystemExit):  # averaged weights have no moving statistics
         package.main(["--run", *map(str, two_runs), "--data", str(image_folders),
                       "--out", str(tmp_path / "two.keras"), "--card", str(card),

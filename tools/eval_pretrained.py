@@ -27,7 +27,7 @@ from fervision import EmotionClassifier
 from fervision.data.datasets import load_ferplus, load_image_folder
 from fervision.data.evaluation import evaluate
 from fervision.files import write_json
-from fervision.nn.eval_crop import resolve_crop_pct
+from fervision.nn.eval_crop import check_crop_pct, classifier_crop_pct
 from fervision.weights import list_pretrained, pretrained_info
 
 
@@ -55,6 +55,12 @@ def main(argv=None):
                         "confusion_matrix.png) at its shipped setting (no TTA, its own "
                         "crop) on the test set of its labels to DIR/NAME/")
     args = p.parse_args(argv)
+    for value in args.crop_pct:  # before the test sets load and the models run
+        try:
+            if value != "model":
+                check_crop_pct(float(value))
+        except ValueError as err:
+            p.error(f"--crop-pct {value}: {err}")
 
     sets = {
         "FER+ Valid (majority)": load_ferplus(Path(args.ferplus) / "FER2013Valid",
@@ -69,7 +75,7 @@ def main(argv=None):
         for crop_pct, tta in itertools.product(args.crop_pct, args.tta):
             clf.set_params(tta=False if tta == "none" else tta,
                            crop_pct=own_crop if crop_pct == "model" else float(crop_pct))
-            crop = resolve_crop_pct(clf.crop_pct, clf.augment)
+            crop = classifier_crop_pct(clf)
             for set_name, (X, y) in sets.items():
                 t = time.perf_counter()
                 report = evaluate(clf, X, y)

@@ -170,7 +170,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.tta != "auto":  # only the shipped mode is measured
         TEST_SET["modes"] = (args.tta,)
-    TEST_SET["crop_pct"] = check_crop_pct(args.crop_pct)
+    try:
+        TEST_SET["crop_pct"] = check_crop_pct(args.crop_pct)
+    except ValueError as err:
+        p.error(f"--crop-pct {args.crop_pct}: {err}")
     runs = [Path(r) for r in args.run]
     if args.batchnorm == "moving" and len(runs) != 1:
         p.error("--batchnorm moving needs one --run (averaged weights have no moving "

@@ -6,12 +6,11 @@ from __future__ import annotations
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
-from ..nn.eval_crop import center_crop, resize_side, resolve_crop_pct
+from ..nn.eval_crop import center_crop, classifier_crop_pct, crop_tensor, resize_side
 from ..nn.tta import predict_with_tta, resolve_tta
 from . import _scikeras
 
-__all__ = ["inference_batch_size", "inference_crop_pct", "inference_fn",
-           "one_trace_per_model", "predict_raw"]
+__all__ = ["inference_batch_size", "inference_fn", "one_trace_per_model", "predict_raw"]
 
 _FN_ATTR = "_fervision_inference_fn"
 
@@ -101,19 +100,11 @@ def inference_fn(model, crop_pct: float = 1.0):
         object.__setattr__(model, _FN_ATTR, fns)  # bypass Keras attribute tracking
     fn = fns.get(big)
     if fn is None:
-        import keras
         import tensorflow as tf
 
-        m = (big - size) // 2
-
-        def call(x):
-            if big != size:
-                x = keras.ops.image.resize(x, (big, big), interpolation="bilinear")
-                x = x[:, m:m + size, m:m + size, :]
-            return model(x, training=False)
-
-        fn = fns[big] = tf.function(
-            call, input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)])
+        spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+        fn = fns[big] = tf.function(lambda x: model(crop_tensor(x, crop_pct), training=False),
+                                    input_signature=[spec])
         one_trace_per_model(fn)
     return fn
 
@@ -123,13 +114,6 @@ def inference_batch_size(est, n: int) -> int:
     ``-1`` means one batch."""
     size = est.get_params().get("predict__batch_size", est.batch_size)
     return max(int(n), 1) if size == -1 else (size or 32)
-
-
-def inference_crop_pct(est) -> float:
-    """The centre fraction of each face ``est`` predicts on (its ``crop_pct``; see
-    :func:`fervision.nn.eval_crop.resolve_crop_pct`).  Estimators pickled before
-    ``crop_pct`` existed read as ``"auto"``."""
-    return resolve_crop_pct(getattr(est, "crop_pct", "auto"), est.augment)
 
 
 def predict_raw(est, X, **kwargs):
@@ -156,7 +140,7 @@ def forward(est, X, **kwargs):
     :func:`inference_batch_size`; ``Model.predict`` runs only when something asks for
     its loop (keyword arguments, predict callbacks, routed ``predict__`` parameters).
     """
-    crop_pct = inference_crop_pct(est)
+    crop_pct = classifier_crop_pct(est)
     if kwargs or _scikeras.predict_needs_keras_loop(est):
         X = center_crop(X, crop_pct)
         if not est.run_eagerly:  # made now, so that it is marked before its first trace

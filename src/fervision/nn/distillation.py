@@ -25,6 +25,7 @@ import numpy as np
 
 from ..estimator._encoders import check_distribution
 from ..files import atomic_write
+from .eval_crop import classifier_crop_pct
 
 __all__ = ["distill", "distillation_targets", "soften", "teacher_probabilities"]
 
@@ -45,13 +46,9 @@ def _fingerprint(teacher, X) -> str:
         h.update(arr.tobytes())
     h.update(repr(np.asarray(teacher.classes_).tolist()).encode())
     h.update(repr({k: getattr(teacher, k, None) for k in ("tta", "input_size")}).encode())
-    if hasattr(teacher, "crop_pct"):  # the centre crop it predicts on; the whole face
-        # (1) adds nothing, so caches written before crop_pct existed stay valid
-        from .eval_crop import resolve_crop_pct
-
-        crop_pct = resolve_crop_pct(teacher.crop_pct, getattr(teacher, "augment", False))
-        if crop_pct != 1.0:
-            h.update(f"crop_pct={crop_pct!r}".encode())
+    crop_pct = classifier_crop_pct(teacher)  # the centre crop it predicts on; the whole
+    if crop_pct != 1.0:  # face adds nothing, so caches from before crop_pct stay valid
+        h.update(f"crop_pct={crop_pct!r}".encode())
     model = getattr(teacher, "model_", None)
     if model is not None:
         for w in model.get_weights():
@@ -72,9 +69,9 @@ def teacher_probabilities(teacher, X, *, cache=None, batch_size: int = 256) -> n
         The student's training images.
     cache : str or path-like, optional
         An ``.npz`` file.  If it holds the probabilities of this teacher on these images
-        (same sha256 fingerprint of images, classes, TTA setting, centre crop and weights) they are
-        read from it; otherwise they are computed and the file is written (whole or not
-        at all).  A file that is not such a cache is never replaced.
+        (same sha256 fingerprint of images, classes, TTA setting, centre crop and
+        weights) they are read from it; otherwise they are computed and the file is
+        written (whole or not at all).  A file that is not such a cache is never replaced.
     batch_size : int, default=256
         Images per ``predict_proba`` call.
 

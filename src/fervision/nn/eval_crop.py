@@ -24,8 +24,8 @@ import numbers
 
 import numpy as np
 
-__all__ = ["center_crop", "check_crop_pct", "crop_layers", "resize_side",
-           "resolve_crop_pct"]
+__all__ = ["center_crop", "check_crop_pct", "classifier_crop_pct", "crop_layers",
+           "crop_tensor", "resize_side", "resolve_crop_pct"]
 
 # Faces per resize call: bounds the temporary copy (a float32 batch at the enlarged
 # side) when a whole dataset is predicted at once.
@@ -61,12 +61,33 @@ def resolve_crop_pct(crop_pct, augment) -> float:
     return 1.0 - float(crop) if 0 < crop < 1 else 1.0
 
 
+def classifier_crop_pct(clf) -> float:
+    """The fraction of the face ``clf`` predicts on: :func:`resolve_crop_pct` of its
+    ``crop_pct`` and ``augment``.  A classifier without ``crop_pct`` (pickled before it
+    existed, or not a fervision one) reads as ``"auto"``, one without ``augment`` as
+    unaugmented (the whole face)."""
+    return resolve_crop_pct(getattr(clf, "crop_pct", "auto"), getattr(clf, "augment", False))
+
+
 def resize_side(size: int, crop_pct: float) -> int:
     """Side to enlarge an ``size x size`` image to before cutting its centre
     ``size x size``: ``size / crop_pct``, with the margin rounded to whole pixels on each
     side so that the crop stays centred (48 and 0.9 give 54)."""
     margin = int(round((size / crop_pct - size) / 2))
     return size + 2 * margin
+
+
+def crop_tensor(x, crop_pct: float):
+    """:func:`center_crop` of a batch as Keras ops (a tensor; traceable in a graph)."""
+    size = int(x.shape[1])
+    big = resize_side(size, crop_pct)
+    if big == size:
+        return x
+    import keras
+
+    m = (big - size) // 2
+    x = keras.ops.image.resize(x, (big, big), interpolation="bilinear")
+    return x[:, m:m + size, m:m + size, :]
 
 
 def center_crop(X: np.ndarray, crop_pct: float) -> np.ndarray:
@@ -84,17 +105,11 @@ def center_crop(X: np.ndarray, crop_pct: float) -> np.ndarray:
     -------
     ndarray of shape (N, S, S, C), the dtype of ``X``
     """
-    size = X.shape[1]
-    big = resize_side(size, crop_pct)
-    if big == size or len(X) == 0:
+    if resize_side(X.shape[1], crop_pct) == X.shape[1] or len(X) == 0:
         return X
-    import keras
-
-    m = (big - size) // 2
     out = np.empty_like(X)
     for i in range(0, len(X), _CHUNK):
-        r = keras.ops.image.resize(X[i:i + _CHUNK], (big, big), interpolation="bilinear")
-        out[i:i + _CHUNK] = np.asarray(r)[:, m:m + size, m:m + size, :]
+        out[i:i + _CHUNK] = np.asarray(crop_tensor(X[i:i + _CHUNK], crop_pct))
     return out
 
 

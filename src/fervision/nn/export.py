@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .backbones import walk_layers
-from .eval_crop import crop_layers, resolve_crop_pct
+from .eval_crop import classifier_crop_pct, crop_layers
 from .tta import n_views, resolve_tta
 
 __all__ = ["FORMATS", "PREPROCESSING", "export_model", "inference_model", "metadata_path"]
@@ -101,8 +101,7 @@ def _unpack(clf, classes):
             raise ValueError(f"{type(clf).__name__} has no classes_; pass classes=")
         extra = {"backbone": clf.backbone} if isinstance(getattr(clf, "backbone", None),
                                                           str) else {}
-        crop_pct = resolve_crop_pct(getattr(clf, "crop_pct", "auto"),
-                                    getattr(clf, "augment", False))
+        crop_pct = classifier_crop_pct(clf)
         mode = resolve_tta(getattr(clf, "tta", False))
         if mode is not None:
             extra["test_time_augmentation"] = (
