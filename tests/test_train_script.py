@@ -427,6 +427,48 @@ def test_teacher_can_be_a_saved_classifier_file(train_script, image_folders, tmp
         np.testing.assert_allclose(a["proba"], b["proba"], rtol=1e-6)
 
 
+def test_teacher_can_be_the_mean_of_several_models(train_script, image_folders, tmp_path):
+    common = ["--data", str(image_folders), "--epochs", "1", "--batch-size", "4",
+              "--warmup-epochs", "0", "--backbone", "fernet_tiny", "--precision", "float32"]
+    for name in ("default", "ferplus-large"):
+        train_script.main([*common, "--out", str(tmp_path / name), "--teacher", name])
+    both = tmp_path / "both"
+    train_script.main([*common, "--out", str(both), "--teacher", "default+ferplus-large"])
+    assert json.loads((both / "args.json").read_text())["teacher"] == "default+ferplus-large"
+    with (np.load(tmp_path / "default" / "teacher.npz") as a,
+          np.load(tmp_path / "ferplus-large" / "teacher.npz") as b,
+          np.load(both / "teacher.npz") as mean):
+        assert a["classes"].tolist() == b["classes"].tolist() == mean["classes"].tolist()
+        np.testing.assert_allclose(mean["proba"], (a["proba"] + b["proba"]) / 2, atol=1e-6)
+
+
+def test_teachers_that_see_different_crops_are_not_averaged(train_script, image_folders,
+                                                           tmp_path):
+    from fervision import EmotionClassifier
+
+    whole_face = tmp_path / "whole_face.keras"
+    EmotionClassifier.from_pretrained("default").set_params(crop_pct=1.0).save(whole_face)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match=r"differ in classes or centre crop .*0\.9, 1\.0"):
+        train_script.main(["--data", str(image_folders), "--out", str(out),
+                           "--teacher", f"default+{whole_face}"])
+    assert not out.exists()
+    with pytest.raises(SystemExit, match="--teacher nope: not a pretrained model"):
+        train_script.main(["--data", str(image_folders), "--out", str(out),
+                           "--teacher", "default+nope"])
+    assert not out.exists()
+
+
+def test_warmup_longer_than_the_run_is_refused_before_it_starts(train_script,
+                                                               image_folders, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit,
+                       match="--warmup-epochs 2 must be .* fewer than --epochs 1"):
+        train_script.main(["--data", str(image_folders), "--out", str(out),
+                           "--epochs", "1"])
+    assert not out.exists()
+
+
 def test_unknown_teacher_is_refused_before_the_run_starts(train_script, image_folders,
                                                          tmp_path):
     out = tmp_path / "run"

@@ -68,10 +68,11 @@ def parse_args(argv=None):
     p.add_argument("--precision", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="images per class (smoke runs)")
-    p.add_argument("--teacher", default=None, metavar="NAME|FILE",
+    p.add_argument("--teacher", default=None, metavar="NAME|FILE[+NAME|FILE...]",
                    help="distil from this pretrained model (fervision.weights.list_pretrained) "
                         "or saved classifier (.keras, e.g. a model from the repository's "
-                        "history): "
+                        "history), or from the mean of several joined by '+' "
+                        "(fervision.nn.backbones.average_models): "
                         "its probabilities on the un-augmented training images, computed "
                         "once and cached in OUT/teacher.npz, mixed into the targets "
                         "(fervision.nn.distillation.distillation_targets)")
@@ -120,17 +121,38 @@ def load_data(args):
 
 
 def load_teacher(args):
-    """The ``--teacher`` (a pretrained name or a saved ``.keras`` file) with its TTA;
-    exits naming the value when it is neither, before the run directory exists."""
+    """The ``--teacher`` with its TTA: a pretrained name or a saved ``.keras`` file, or the
+    mean of several joined by ``+``; exits naming the value that is none of these, before
+    the run directory exists."""
     from fervision.faces.analysis import load_classifier
     from fervision.weights import list_pretrained
 
-    try:
-        teacher = load_classifier(args.teacher, what="--teacher")
-    except (KeyError, FileNotFoundError):
-        raise SystemExit(f"--teacher {args.teacher}: not a pretrained model "
-                         f"({', '.join(list_pretrained())}) nor a .keras file") from None
+    members = []
+    for spec in args.teacher.split("+"):
+        try:
+            members.append(load_classifier(spec, what="--teacher"))
+        except (KeyError, FileNotFoundError):
+            raise SystemExit(f"--teacher {spec}: not a pretrained model "
+                             f"({', '.join(list_pretrained())}) nor a .keras file") from None
+    teacher = members[0] if len(members) == 1 else average_teacher(args.teacher, members)
     return teacher.set_params(tta=False if args.teacher_tta == "none" else args.teacher_tta)
+
+
+def average_teacher(spec: str, members):
+    """One classifier averaging the members' probabilities (one Keras model, so the
+    cache fingerprint covers every member's weights).  The members must agree on
+    classes and centre crop: the mean is taken over the same view of each face."""
+    from fervision import EmotionClassifier
+    from fervision.nn.backbones import average_models
+    from fervision.nn.eval_crop import classifier_crop_pct
+
+    classes = list(members[0].classes_)
+    crops = {classifier_crop_pct(m) for m in members}
+    if any(list(m.classes_) != classes for m in members) or len(crops) > 1:
+        raise SystemExit(f"--teacher {spec}: the models differ in classes or centre crop "
+                         f"(crop_pct {sorted(crops)}); only alike models can be averaged")
+    return EmotionClassifier.from_keras_model(
+        average_models([m.model_ for m in members]), classes, crop_pct=crops.pop())
 
 
 def distilled_targets(args, teacher, out: Path, X, Y, classes):
@@ -208,6 +230,10 @@ class WallClock(keras.callbacks.Callback):
 
 def main(argv=None):
     args = parse_args(argv)
+    if not 0 <= args.warmup_epochs < args.epochs:
+        # before OUT exists; Keras's CosineDecay would fail later, naming decay_steps
+        raise SystemExit(f"--warmup-epochs {args.warmup_epochs} must be at least 0 and "
+                         f"fewer than --epochs {args.epochs}")
     if args.init_from and not Path(args.init_from).is_file():
         # before OUT exists: a typo must not leave a run directory that looks started
         raise SystemExit(f"--init-from {args.init_from}: no such file")
