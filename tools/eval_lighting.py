@@ -54,7 +54,7 @@ def main(argv=None):
                    help="pretrained names or .keras files")
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "ferplus"
                                          / "FER2013Valid"))
-    p.add_argument("--out", default=str(ROOT / "docs" / "_static" / "model_card"))
+    p.add_argument("--out", default=str(ROOT / "docs" / "_static" / "model_card" / "lighting"))
     args = p.parse_args(argv)
 
     from fervision import EmotionClassifier

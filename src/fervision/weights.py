@@ -442,12 +442,13 @@ _PRETRAINED_PARAMS = {"tta": False, "crop_pct": 0.9, "predict__batch_size": 256}
 register_pretrained(PretrainedModel(
     name="default",
     trained_on="FER+ Train vote distributions (10 taggers per FER2013 Training face) "
-               "mixed with the probabilities of the ferplus-large model (distillation)",
+               "mixed with the probabilities of the ferplus-large model and, in later "
+               "runs, of its mean with an earlier default (distillation)",
     description="one fernet_small network (squeeze-excitation ResNet at half fernet's "
                 "width, 48x48 grayscale, bfloat16-rounded weights), one pass per face, "
                 "built for speed on a laptop CPU; see docs/model_card.md",
     file="default.keras",
-    sha256="4e12398e5c0ade7d5a9dd556027be616f3237f65fee7aa5d2247865ed609f13d",
+    sha256="2fb55cba30d9e4361dab71421cdcd46393e1f5c308a7af6b21cb6af58a624a63",
     params=dict(_PRETRAINED_PARAMS),
 ))
 register_pretrained(PretrainedModel(
@@ -466,7 +467,7 @@ register_pretrained(PretrainedModel(
     trained_on="FER+ Train vote distributions (10 taggers per FER2013 Training face), "
                "fine-tuned from a fernet network trained on FER2013's original labels",
     description="one fernet network (squeeze-excitation ResNet, 48x48 grayscale, "
-                "bfloat16-rounded weights), one pass per face: more accurate and "
+                "bfloat16-rounded weights), one pass per face: the default's teacher, "
                 "several times slower than the default; see docs/model_card.md",
     file="ferplus-large.keras",
     sha256="49a5f33c77e1dda348d6bb9e713944d58bf8cab88f7cc77aef1615716d494a35",

@@ -142,7 +142,8 @@ def render() -> None:
     )
     model_name = st.sidebar.selectbox(
         "Emotion model", model_choices(),
-        help="default: small and fast; ferplus-large: more accurate, slower; fer2013: "
+        help="default: small, fast and the most accurate on FER+; ferplus-large: its "
+             "larger, slower teacher, better on disgust; fer2013: "
              "trained on FER2013's original labels. See the model card.")
     upload = st.file_uploader("Photo (JPG or PNG)", type=list(UPLOAD_TYPES))
     if upload is None:
