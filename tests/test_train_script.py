@@ -449,9 +449,12 @@ def test_teachers_that_see_different_crops_are_not_averaged(train_script, image_
     whole_face = tmp_path / "whole_face.keras"
     EmotionClassifier.from_pretrained("default").set_params(crop_pct=1.0).save(whole_face)
     out = tmp_path / "run"
+    junk = tmp_path / "junk.keras"
+    junk.write_text("not a model")
     for teacher, error in [(f"default+{whole_face}",
                             r"differ in classes or centre crop .*0\.9, 1\.0"),
-                           ("default+nope", "--teacher nope: not a pretrained model")]:
+                           ("default+nope", "--teacher nope: not a pretrained model"),
+                           (f"default+{junk}", r"junk\.keras: .*junk\.keras is not a Keras")]:
         with pytest.raises(SystemExit, match=error):
             train_script.main(["--data", str(image_folders), "--out", str(out),
                                "--teacher", teacher])

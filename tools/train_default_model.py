@@ -134,6 +134,8 @@ def load_teacher(args):
         except (KeyError, FileNotFoundError):
             raise SystemExit(f"--teacher {spec}: not a pretrained model "
                              f"({', '.join(list_pretrained())}) nor a .keras file") from None
+        except ValueError as err:  # a file that is not a saved classifier
+            raise SystemExit(f"--teacher {spec}: {err}") from None
     teacher = members[0] if len(members) == 1 else average_teacher(args.teacher, members)
     return teacher.set_params(tta=False if args.teacher_tta == "none" else args.teacher_tta)
 
