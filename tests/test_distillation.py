@@ -52,6 +52,15 @@ def test_teacher_probabilities_are_cached_by_content(tmp_path):
     assert t.calls == 4
 
 
+def test_the_teacher_pass_shows_progress_when_asked(capsys):
+    X, _ = _bands(10)
+    teacher_probabilities(Counting(), X, batch_size=4)  # small: quiet by default
+    assert "teacher" not in capsys.readouterr().err
+    teacher_probabilities(Counting(), X, batch_size=4, progress=True)
+    err = capsys.readouterr().err
+    assert "teacher" in err and "10/10" in err
+
+
 def test_a_foreign_file_is_never_replaced(tmp_path):
     X, _ = _bands(4)
     cache = tmp_path / "mine.npz"

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..estimator._encoders import check_distribution
 from ..files import atomic_write
@@ -58,7 +60,8 @@ def _fingerprint(teacher, X) -> str:
     return h.hexdigest()
 
 
-def teacher_probabilities(teacher, X, *, cache=None, batch_size: int = 256) -> np.ndarray:
+def teacher_probabilities(teacher, X, *, cache=None, batch_size: int = 256,
+                          progress=None) -> np.ndarray:
     """The teacher's ``predict_proba(X)``, computed once and cached.
 
     Parameters
@@ -74,6 +77,9 @@ def teacher_probabilities(teacher, X, *, cache=None, batch_size: int = 256) -> n
         written (whole or not at all).  A file that is not such a cache is never replaced.
     batch_size : int, default=256
         Images per ``predict_proba`` call.
+    progress : bool, optional
+        Show a tqdm progress bar on stderr while the teacher runs (default: for more
+        than 2,000 images; a many-view teacher takes minutes over a training set).
 
     Returns
     -------
@@ -96,8 +102,14 @@ def teacher_probabilities(teacher, X, *, cache=None, batch_size: int = 256) -> n
         if stored_key == key:
             return proba.astype(np.float32)
     n = len(X)
-    parts = [np.asarray(teacher.predict_proba(X[i:i + batch_size]), dtype=np.float32)
-             for i in range(0, n, batch_size)]
+    show = progress if progress is not None else n > 2000
+    parts = []
+    with tqdm(total=n, desc="teacher", unit="img", disable=not show,
+              file=sys.stderr) as bar:
+        for i in range(0, n, batch_size):
+            parts.append(np.asarray(teacher.predict_proba(X[i:i + batch_size]),
+                                    dtype=np.float32))
+            bar.update(len(parts[-1]))
     proba = np.concatenate(parts) if parts else np.zeros((0, len(teacher.classes_)),
                                                          np.float32)
     if path is not None:
