@@ -4,8 +4,14 @@
 
 Batched throughput (images/s through ``predict_proba`` on 48x48 face crops) and
 single-face latency (one crop per call, as in a video loop), for each test-time
-augmentation mode (none, flip, crops); the top-level figures are the shipped mode's.  Writes
-benchmarks/results/inference.json.  Run it on an otherwise idle machine.
+augmentation mode (none, flip, crops); the top-level figures are the shipped mode's.
+
+``folding``: the network pass as ``predict_proba`` runs it (the traced function of
+``fervision.estimator._inference.inference_fn``, batch-norm folded into the convolutions
+by ``fervision.nn.folding``) against the same model and centre crop traced without
+folding, on the same batch, interleaved round by round.
+
+Writes benchmarks/results/inference.json.  Run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--single", type=int, default=200)
+    p.add_argument("--rounds", type=int, default=5, help="rounds of the folding comparison")
     args = p.parse_args(argv)
 
     clf = EmotionClassifier.from_pretrained()
@@ -43,10 +50,44 @@ def main(argv=None):
               f"({args.batch}/call) {r['batched_images_per_s']:,.0f} images/s; single face "
               f"median {r['single_latency_ms_median']:.2f} ms, "
               f"p95 {r['single_latency_ms_p95']:.2f} ms")
+    folding = compare_folding(clf, batch, args.rounds)
+    print(f"network pass, {args.batch} faces: folded {folding['folded_images_per_s']:,.0f} "
+          f"vs unfolded {folding['unfolded_images_per_s']:,.0f} images/s "
+          f"({folding['ratio']:.2f}x)")
     out = Path(__file__).parent / "results" / "inference.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"shipped_tta": shipped, "batch": args.batch, **results[shipped],
-                               "by_tta": results, "cpu_count": os.cpu_count()}, indent=2))
+                               "by_tta": results, "folding": folding,
+                               "cpu_count": os.cpu_count()}, indent=2))
+
+
+def compare_folding(clf, batch, rounds, seconds=2.0):
+    """Images/s of the traced pass with and without batch-norm folding (medians)."""
+    import tensorflow as tf
+
+    from fervision.data.preprocessing import check_images
+    from fervision.estimator._inference import inference_fn
+    from fervision.nn.eval_crop import classifier_crop_pct, crop_tensor
+
+    model, crop = clf.model_, classifier_crop_pct(clf)
+    x = tf.constant(check_images(batch, model.input_shape[1]))
+    fns = {"folded": inference_fn(model, crop),
+           "unfolded": tf.function(lambda v: model(crop_tensor(v, crop), training=False))}
+    worst = float(np.abs(np.asarray(fns["folded"](x)) - np.asarray(fns["unfolded"](x))).max())
+    rates = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                fn(x)
+                n += len(batch)
+            rates[name].append(n / (time.perf_counter() - start))
+    folded, unfolded = (statistics.median(rates[k]) for k in ("folded", "unfolded"))
+    return {"folded_images_per_s": folded, "unfolded_images_per_s": unfolded,
+            "ratio": folded / unfolded,
+            "round_ratios": [a / b for a, b in zip(rates["folded"], rates["unfolded"],
+                                                   strict=True)],
+            "max_abs_difference": worst, "rounds": rounds, "seconds_per_round": seconds}
 
 
 def measure(clf, batch, repeats, single):

@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.exceptions import NotFittedError
 
 from ..nn.eval_crop import center_crop, classifier_crop_pct, crop_tensor, resize_side
+from ..nn.folding import folded_model
 from ..nn.tta import predict_with_tta, resolve_tta
 from . import _scikeras
 
@@ -83,7 +84,8 @@ def __getattr__(name):  # a Keras class, defined once Keras is needed
 def inference_fn(model, crop_pct: float = 1.0):
     """A traced ``model(x, training=False)`` behind the centre crop ``crop_pct``
     (:func:`fervision.nn.eval_crop.center_crop`, the same ops inside the graph), cached
-    on the model itself, one per crop.
+    on the model itself, one per crop; the model runs with its convolutions and batch
+    normalisations folded together (:func:`fervision.nn.folding.folded_model`).
 
     Cached on the model (not the estimator) so that ``predict`` leaves the estimator's
     ``__dict__`` unchanged (scikit-learn checks this) and a new ``model_`` never reuses
@@ -102,8 +104,13 @@ def inference_fn(model, crop_pct: float = 1.0):
     if fn is None:
         import tensorflow as tf
 
+        # Conv -> BatchNorm pairs folded into one convolution (same variables, folded
+        # inside each call, so later training of ``model`` is seen): less work per face.
+        net = fns.get("folded")
+        if net is None:
+            net = fns["folded"] = folded_model(model)
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-        fn = fns[big] = tf.function(lambda x: model(crop_tensor(x, crop_pct), training=False),
+        fn = fns[big] = tf.function(lambda x: net(crop_tensor(x, crop_pct), training=False),
                                     input_signature=[spec])
         one_trace_per_model(fn)
     return fn
