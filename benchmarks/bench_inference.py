@@ -6,10 +6,10 @@ Batched throughput (images/s through ``predict_proba`` on 48x48 face crops) and
 single-face latency (one crop per call, as in a video loop), for each test-time
 augmentation mode (none, flip, crops); the top-level figures are the shipped mode's.
 
-``folding``: the network pass as ``predict_proba`` runs it (the traced function of
-``fervision.estimator._inference.inference_fn``, batch-norm folded into the convolutions
-by ``fervision.nn.folding``) against the same model and centre crop traced without
-folding, on the same batch, interleaved round by round.
+``folding``: the traced network pass of ``predict_proba``
+(``fervision.estimator._inference.inference_fn``) with batch-norm folded into the
+convolutions (``fervision.nn.folding``; what batches of ``FOLD_FROM`` faces or more run)
+and without (what fewer faces run), on the same batch, interleaved round by round.
 
 Writes benchmarks/results/inference.json.  Run it on an otherwise idle machine.
 """
@@ -67,12 +67,12 @@ def compare_folding(clf, batch, rounds, seconds=2.0):
 
     from fervision.data.preprocessing import check_images
     from fervision.estimator._inference import inference_fn
-    from fervision.nn.eval_crop import classifier_crop_pct, crop_tensor
+    from fervision.nn.eval_crop import classifier_crop_pct
 
     model, crop = clf.model_, classifier_crop_pct(clf)
     x = tf.constant(check_images(batch, model.input_shape[1]))
-    fns = {"folded": inference_fn(model, crop),
-           "unfolded": tf.function(lambda v: model(crop_tensor(v, crop), training=False))}
+    fns = {"folded": inference_fn(model, crop, folded=True),
+           "unfolded": inference_fn(model, crop, folded=False)}
     worst = float(np.abs(np.asarray(fns["folded"](x)) - np.asarray(fns["unfolded"](x))).max())
     rates = {name: [] for name in fns}
     for _ in range(rounds):

@@ -330,7 +330,7 @@ def test_predict_batch_size_sets_the_inference_batches(fitted, data, monkeypatch
     sizes = []
     real_fn = _inference.inference_fn(fitted.model_)
     monkeypatch.setattr(_inference, "inference_fn",
-                        lambda model, crop_pct: lambda x: sizes.append(len(x)) or real_fn(x))
+                        lambda model, crop_pct, **kw: lambda x: sizes.append(len(x)) or real_fn(x))
     np.testing.assert_allclose(clf.predict_proba(X), fitted.predict_proba(X), atol=1e-5)
     assert sizes[:7] == [5, 5, 5, 5, 5, 5, 2]
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from helpers_estimator import SIZE, _clf, _images
 
-from fervision.estimator._inference import inference_fn
+from fervision.estimator._inference import FOLD_FROM, inference_fn
 from fervision.nn.backbones import create_model
 from fervision.nn.folding import foldable_pairs, folded_model
 
@@ -100,13 +100,17 @@ def test_a_model_used_in_another_graph_still_folds(net):
 
 def test_classifier_predictions_follow_the_model_through_the_folded_trace():
     X, y = _images(24)
+    assert len(X) >= FOLD_FROM > 2  # a batch runs folded, two faces as they are
     clf = _clf(backbone="fernet_tiny", run_eagerly=False, augment=False).fit(X, y)
     _randomise_batchnorm(clf.model_, seed=3)
     Xf = X[..., None].astype("float32") / 255
     expected = np.asarray(clf.model_(Xf, training=False))
     np.testing.assert_allclose(clf.predict_proba(X), expected, atol=1e-5)
-    fn = inference_fn(clf.model_)
+    np.testing.assert_allclose(clf.predict_proba(X[:2]), expected[:2], atol=1e-5)
+    fn = inference_fn(clf.model_, folded=True)
+    assert fn.experimental_get_tracing_count() == 1  # the batch above ran through it
     _randomise_batchnorm(clf.model_, seed=4)  # trained again: the same trace sees it
     expected = np.asarray(clf.model_(Xf, training=False))
     np.testing.assert_allclose(clf.predict_proba(X), expected, atol=1e-5)
-    assert inference_fn(clf.model_) is fn and fn.experimental_get_tracing_count() == 1
+    assert inference_fn(clf.model_, folded=True) is fn
+    assert fn.experimental_get_tracing_count() == 1

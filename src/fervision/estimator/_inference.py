@@ -11,9 +11,16 @@ from ..nn.folding import folded_model
 from ..nn.tta import predict_with_tta, resolve_tta
 from . import _scikeras
 
-__all__ = ["inference_batch_size", "inference_fn", "one_trace_per_model", "predict_raw"]
+__all__ = ["FOLD_FROM", "inference_batch_size", "inference_fn", "one_trace_per_model",
+           "predict_raw"]
 
 _FN_ATTR = "_fervision_inference_fn"
+
+#: Calls with at least this many faces run the model with batch normalisation folded
+#: into its convolutions (:func:`fervision.nn.folding.folded_model`).  Folding costs a
+#: fixed time per call (the weights are folded inside it), which pays off on batches
+#: and not on a face or two per video frame (``benchmarks/bench_inference.py``).
+FOLD_FROM = 16
 
 
 def one_trace_per_model(fn, depth: int = 3):
@@ -81,11 +88,12 @@ def __getattr__(name):  # a Keras class, defined once Keras is needed
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def inference_fn(model, crop_pct: float = 1.0):
+def inference_fn(model, crop_pct: float = 1.0, *, folded: bool = False):
     """A traced ``model(x, training=False)`` behind the centre crop ``crop_pct``
     (:func:`fervision.nn.eval_crop.center_crop`, the same ops inside the graph), cached
-    on the model itself, one per crop; the model runs with its convolutions and batch
-    normalisations folded together (:func:`fervision.nn.folding.folded_model`).
+    on the model itself, one per crop and ``folded``; with ``folded=True`` the model runs
+    with its convolutions and batch normalisations folded together
+    (:func:`fervision.nn.folding.folded_model`, the same outputs to float32 round-off).
 
     Cached on the model (not the estimator) so that ``predict`` leaves the estimator's
     ``__dict__`` unchanged (scikit-learn checks this) and a new ``model_`` never reuses
@@ -100,17 +108,17 @@ def inference_fn(model, crop_pct: float = 1.0):
     if fns is None:
         fns = {}
         object.__setattr__(model, _FN_ATTR, fns)  # bypass Keras attribute tracking
-    fn = fns.get(big)
+    fn = fns.get((big, folded))
     if fn is None:
         import tensorflow as tf
 
         # Conv -> BatchNorm pairs folded into one convolution (same variables, folded
         # inside each call, so later training of ``model`` is seen): less work per face.
-        net = fns.get("folded")
+        net = fns.get("folded") if folded else model
         if net is None:
             net = fns["folded"] = folded_model(model)
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-        fn = fns[big] = tf.function(lambda x: net(crop_tensor(x, crop_pct), training=False),
+        fn = fns[big, folded] = tf.function(lambda x: net(crop_tensor(x, crop_pct), training=False),
                                     input_signature=[spec])
         one_trace_per_model(fn)
     return fn
@@ -158,9 +166,9 @@ def forward(est, X, **kwargs):
             args["verbose"] = 0  # ``verbose`` is fit's progress; predict__verbose asks here
         return est.model_.predict(X, **args)
     model = est.model_
-    call = ((lambda v: model(center_crop(v, crop_pct), training=False)) if est.run_eagerly
-            else inference_fn(model, crop_pct))
     size = inference_batch_size(est, len(X))
+    call = ((lambda v: model(center_crop(v, crop_pct), training=False)) if est.run_eagerly
+            else inference_fn(model, crop_pct, folded=min(size, len(X)) >= FOLD_FROM))
     parts = [np.asarray(call(X[i:i + size]), dtype=np.float32)
              for i in range(0, len(X), size)]
     if not parts:

@@ -8,11 +8,12 @@ of a small network's time (``benchmarks/bench_inference.py`` measures both forms
 
 :func:`folded_model` returns a model that **shares the original's variables** and folds
 them inside every call, so it never goes stale when the original trains again
-(``warm_start``, fine-tuning, a :class:`~fervision.nn.batchnorm` recomputation): only
+(``warm_start``, fine-tuning, a :mod:`fervision.nn.batchnorm` recomputation): only
 its graph differs.  It is checked against the original on a probe batch when it is
 made, and the original is returned unchanged whenever anything does not fold cleanly
 (no pair, a layer called more than once, mixed precision, a subclassed model, or a probe
-that disagrees).  :func:`fervision.estimator._inference.inference_fn` predicts through it.
+that disagrees).  :func:`fervision.estimator._inference.inference_fn` runs batches of
+``FOLD_FROM`` faces or more through it (folding costs a fixed time per call).
 """
 
 from __future__ import annotations
