@@ -459,7 +459,7 @@ register_pretrained(PretrainedModel(
                 "bfloat16-rounded weights), one pass per face, for figures comparable "
                 "with FER2013 papers; see docs/model_card.md",
     file="fer2013.keras",
-    sha256="a3a23c04ad812841bcf3bce57c137acd86b1da7c6d99e4ba5298ae1c424582f2",
+    sha256="e230a5427f685be0a0dfbe414344567c1a784f2b7a0d253dad76a64030cf4845",
     params=dict(_PRETRAINED_PARAMS),
 ))
 register_pretrained(PretrainedModel(
