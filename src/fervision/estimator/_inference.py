@@ -118,8 +118,8 @@ def inference_fn(model, crop_pct: float = 1.0, *, folded: bool = False):
         if net is None:
             net = fns["folded"] = folded_model(model)
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-        fn = fns[big, folded] = tf.function(lambda x: net(crop_tensor(x, crop_pct), training=False),
-                                    input_signature=[spec])
+        fn = fns[big, folded] = tf.function(
+            lambda x: net(crop_tensor(x, crop_pct), training=False), input_signature=[spec])
         one_trace_per_model(fn)
     return fn
 

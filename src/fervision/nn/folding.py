@@ -18,6 +18,8 @@ that disagrees).  :func:`fervision.estimator._inference.inference_fn` runs batch
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 __all__ = ["foldable_pairs", "folded_model"]
@@ -80,6 +82,7 @@ def foldable_pairs(model) -> list:
     return pairs
 
 
+@functools.cache  # defined once, when Keras is first needed
 def _layer_classes():
     import keras
 
