@@ -8,6 +8,7 @@ from test_targets import CLASSES, _bands, _clf
 
 from fervision import EmotionClassifier
 from fervision.nn.distillation import (
+    consistent_targets,
     distill,
     distillation_targets,
     soften,
@@ -94,3 +95,82 @@ def test_student_learns_from_the_teacher(teacher, tmp_path):
     agree = (student.predict(X) == teacher.predict(X)).mean()
     assert agree > 0.9
     assert (tmp_path / "t.npz").is_file()
+
+
+def _tiny(augmentation=None, n_classes=3, seed=0):
+    import keras
+
+    from fervision.nn.backbones import create_model
+
+    keras.utils.set_random_seed(seed)
+    return create_model("fernet_tiny", input_size=16, n_classes=n_classes,
+                        augmentation=augmentation)
+
+
+def test_split_augmentation_shares_the_models_variables():
+    from fervision.nn.augmentation import build_augmentation, split_augmentation
+
+    model = _tiny(build_augmentation(16, seed=3))
+    block, rest = split_augmentation(model)
+    assert block is model.get_layer("augmentation")
+    x = np.random.default_rng(0).random((4, 16, 16, 1), np.float32)
+    np.testing.assert_allclose(rest.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=1e-6)
+    # fitting the rest trains the model itself
+    before = model.get_layer("predictions").get_weights()[0].copy()
+    rest.compile("sgd", "categorical_crossentropy")
+    rest.fit(x, np.eye(3, dtype=np.float32)[[0, 1, 2, 0]], epochs=1, verbose=0)
+    assert not np.allclose(before, model.get_layer("predictions").get_weights()[0])
+    np.testing.assert_allclose(rest.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=1e-6)
+
+
+def test_split_augmentation_refuses_a_model_without_the_block():
+    from fervision.nn.augmentation import split_augmentation
+
+    with pytest.raises(ValueError, match="no layer 'augmentation'"):
+        split_augmentation(_tiny())
+    import keras
+
+    inputs = keras.Input((16, 16, 1))
+    x = keras.layers.Rescaling(2.0)(inputs)
+    x = keras.layers.Identity(name="augmentation")(x)
+    late = keras.Model(inputs, keras.layers.Flatten()(x))
+    with pytest.raises(ValueError, match="not applied to the model's input"):
+        split_augmentation(late)
+
+
+def test_consistent_targets_follow_the_augmented_view():
+    import keras
+    import tensorflow as tf
+
+    from fervision.nn.augmentation import build_augmentation
+
+    rng = np.random.default_rng(1)
+    x = rng.random((8, 16, 16, 1), np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)]
+    teacher = _tiny(n_classes=3, seed=5)
+    classes = ["a", "b", "c"]
+    teacher_classes = ["c", "a", "b"]  # another column order: matched by name
+    aug = build_augmentation(16, seed=2)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    out = consistent_targets(ds, aug, teacher, teacher_classes, classes, alpha=0.7)
+    batches = [(a.numpy(), t.numpy()) for a, t in out]
+    seen = np.concatenate([a for a, _ in batches])
+    targets = np.concatenate([t for _, t in batches])
+    assert seen.shape == x.shape and not np.allclose(seen, x)  # augmented
+    p = teacher.predict(seen, verbose=0)[:, [1, 2, 0]]  # the teacher on that very view
+    np.testing.assert_allclose(targets, 0.7 * p + 0.3 * y, atol=1e-5)
+    # a second pass draws new views, and new targets with them
+    seen2 = np.concatenate([a.numpy() for a, _ in out])
+    assert not np.allclose(seen, seen2)
+    # temperature flattens the teacher's share
+    hot = consistent_targets(ds, keras.layers.Identity(), teacher, teacher_classes, classes,
+                             alpha=1.0, temperature=4.0)
+    flat = np.concatenate([t.numpy() for _, t in hot])
+    np.testing.assert_allclose(flat, soften(teacher.predict(x, verbose=0)[:, [1, 2, 0]], 4.0),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="alpha"):
+        consistent_targets(ds, aug, teacher, teacher_classes, classes, alpha=1.5)
+    with pytest.raises(ValueError, match="share none"):
+        consistent_targets(ds, aug, teacher, ["x", "y", "z"], classes)

@@ -484,3 +484,42 @@ def test_unknown_teacher_is_refused_before_the_run_starts(train_script, image_fo
         train_script.main(["--data", str(image_folders), "--out", str(out),
                            "--teacher", str(missing)])
     assert not out.exists()
+
+
+def test_consistent_teacher_run_trains_the_whole_model_and_caches_nothing(
+        train_script, image_folders, tmp_path, monkeypatch):
+    calls = []
+    real = train_script.consistent_targets
+
+    def spy(ds, block, teacher_model, teacher_classes, classes, **kwargs):
+        calls.append((block.name, list(teacher_classes), list(classes), kwargs))
+        return real(ds, block, teacher_model, teacher_classes, classes, **kwargs)
+
+    monkeypatch.setattr(train_script, "consistent_targets", spy)
+    out = tmp_path / "run"
+    train_script.main(["--data", str(image_folders), "--out", str(out), "--epochs", "1",
+                       "--batch-size", "4", "--warmup-epochs", "0", "--backbone",
+                       "fernet_tiny", "--precision", "float32", "--teacher", "default",
+                       "--alpha", "0.6", "--consistent"])
+    # the student's own augmentation block feeds the teacher, the columns matched by name
+    assert calls == [("augmentation", sorted(calls[0][1]), ["happy", "sad", "surprise"],
+                      {"alpha": 0.6, "temperature": 1.0})]
+    assert len(calls[0][1]) == 7
+    assert not (out / "teacher.npz").exists()  # the teacher ran per batch, nothing kept
+    assert json.loads((out / "args.json").read_text())["consistent"] is True
+    for name in ("last.keras", "final.keras"):  # whole models: images in, augmentation kept
+        model = keras.saving.load_model(out / name, safe_mode=True, compile=False)
+        assert model.input_shape == (None, 48, 48, 1)
+        assert model.get_layer("augmentation") is not None
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--consistent"], "--consistent needs --teacher"),
+    (["--consistent", "--teacher", "default", "--teacher-tta", "crops"], "--teacher-tta crops"),
+])
+def test_consistent_options_are_checked_before_the_run_starts(train_script, tmp_path,
+                                                              extra, message):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match=message):
+        train_script.main(["--out", str(out), *extra])
+    assert not out.exists()

@@ -33,8 +33,14 @@ import tensorflow as tf
 from fervision.data.datasets import FERPLUS_CLASSES, load_ferplus, load_image_folder
 from fervision.data.preprocessing import check_images
 from fervision.files import write_json  # whole or not at all: a resumed run reads them back
-from fervision.nn.augmentation import DEFAULT_CROP, build_augmentation, mixup
+from fervision.nn.augmentation import (
+    DEFAULT_CROP,
+    build_augmentation,
+    mixup,
+    split_augmentation,
+)
 from fervision.nn.backbones import create_model
+from fervision.nn.distillation import consistent_targets
 from fervision.nn.eval_crop import center_crop
 from fervision.nn.precision import dtype_policy, resolve_precision
 
@@ -82,6 +88,10 @@ def parse_args(argv=None):
                    help="with --teacher: the teacher's share of each target")
     p.add_argument("--temperature", type=float, default=1.0,
                    help="with --teacher: softening of the teacher's probabilities")
+    p.add_argument("--consistent", action="store_true",
+                   help="with --teacher: run the teacher on every augmented batch, the very "
+                        "view the student sees (consistent teaching), instead of once on "
+                        "the plain images; costs a teacher pass per step, nothing cached")
     p.add_argument("--init-from", default=None,
                    help="start from this .keras model's weights (a warm restart: a new "
                         "schedule on top of a finished run)")
@@ -230,6 +240,18 @@ class WallClock(keras.callbacks.Callback):
         return self.before + self.this_start()
 
 
+class WholeModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """Keras's ModelCheckpoint of ``model`` even when a part of it is what is fitted
+    (``--consistent``): the checkpoint must be a model that takes images."""
+
+    def __init__(self, path: str, model: keras.Model):
+        super().__init__(path)
+        self.whole = model
+
+    def set_model(self, model):
+        super().set_model(self.whole)
+
+
 def main(argv=None):
     args = parse_args(argv)
     if not 0 <= args.warmup_epochs < args.epochs:
@@ -239,6 +261,11 @@ def main(argv=None):
     if args.init_from and not Path(args.init_from).is_file():
         # before OUT exists: a typo must not leave a run directory that looks started
         raise SystemExit(f"--init-from {args.init_from}: no such file")
+    if args.consistent and not args.teacher:
+        raise SystemExit("--consistent needs --teacher")
+    if args.consistent and args.teacher_tta != "none":
+        raise SystemExit(f"--teacher-tta {args.teacher_tta}: with --consistent the teacher "
+                         "sees the student's one augmented view; leave --teacher-tta out")
     teacher = load_teacher(args) if args.teacher else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -249,7 +276,7 @@ def main(argv=None):
 
     Xtr, Ytr, Xte, Yte, classes = load_data(args)
     Xtr, Xte = check_images(Xtr, 48), check_images(Xte, 48)
-    if teacher is not None:
+    if teacher is not None and not args.consistent:
         Ytr = distilled_targets(args, teacher, out, Xtr, Ytr, classes)
     write_json(out / "classes.json", classes)
 
@@ -266,7 +293,16 @@ def main(argv=None):
         if args.init_from:
             start = keras.saving.load_model(args.init_from, safe_mode=True, compile=False)
             model.set_weights(start.get_weights())
-        model.compile(
+        train = dataset(Xtr, Ytr, args.batch_size, True, seed, args.mixup)
+        fitted = model
+        if args.consistent:
+            # The augmentation runs in the input pipeline, so the teacher can see its
+            # output; the rest of the model (sharing every variable) is what is fitted.
+            block, fitted = split_augmentation(model)
+            train = consistent_targets(train, block, teacher.model_, teacher.classes_,
+                                       classes, alpha=args.alpha,
+                                       temperature=args.temperature).prefetch(tf.data.AUTOTUNE)
+        fitted.compile(
             # With use_ema, Keras's fit ends by writing the averaged weights into the
             # model (optimizer.finalize_variable_values), so final.keras holds them.
             optimizer=keras.optimizers.AdamW(
@@ -278,8 +314,8 @@ def main(argv=None):
         print(f"{model.name}: {model.count_params():,} parameters, "
               f"policy {keras.config.dtype_policy().name}")
         wall = WallClock(out / "wall.json", resumed=start_epoch > 0)
-        model.fit(
-            dataset(Xtr, Ytr, args.batch_size, True, seed, args.mixup),
+        fitted.fit(
+            train,
             # validated as the packaged model predicts: on the centre crop at the
             # augmentation's scale (fervision.nn.eval_crop)
             validation_data=dataset(center_crop(Xte, 1.0 - DEFAULT_CROP), Yte, 256, False,
@@ -288,7 +324,7 @@ def main(argv=None):
             callbacks=[
                 wall,
                 keras.callbacks.BackupAndRestore(str(out / "backup")),
-                keras.callbacks.ModelCheckpoint(str(out / "last.keras")),
+                WholeModelCheckpoint(str(out / "last.keras"), model),
                 keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
             ],
             verbose=2,

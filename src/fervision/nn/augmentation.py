@@ -103,6 +103,39 @@ def build_augmentation(
     return keras.Sequential(aug, name=name)
 
 
+def split_augmentation(model: keras.Model, *, name: str = "augmentation"):
+    """The augmentation block of a model and the rest of the model after it.
+
+    For training schemes that need the augmented images themselves, e.g. a teacher
+    that must see the very view the student sees (consistent distillation): apply the
+    block in the input pipeline and fit ``rest`` on its output.  ``rest`` shares every
+    layer and variable with ``model``, so fitting it trains ``model``.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A functional model whose input goes straight into the layer ``name`` (as
+        :func:`~fervision.nn.backbones.create_model` builds with ``augmentation=``).
+    name : str, default="augmentation"
+        The augmentation block's layer name.
+
+    Returns
+    -------
+    augmentation : keras.layers.Layer
+        Call it with ``training=True`` for augmented copies.
+    rest : keras.Model
+        ``model`` from the block's output on.
+    """
+    try:
+        block = model.get_layer(name)
+    except ValueError:
+        raise ValueError(f"model {model.name!r} has no layer {name!r} to split off") from None
+    if len(model.inputs) != 1 or block.input is not model.inputs[0]:
+        raise ValueError(f"layer {name!r} of model {model.name!r} is not applied to the "
+                         "model's input: the rest of the model would not be its output alone")
+    return block, keras.Model(block.output, model.outputs[0], name=f"{model.name}_after_{name}")
+
+
 def mixup(dataset, alpha: float, *, seed: int | None = None):
     """Mix each batch of a ``tf.data`` dataset with itself reversed (mixup, Zhang et al. 2018).
 

@@ -7,12 +7,17 @@ student or a resumed run does not pay for the teacher again.  The student then f
 mixture of the teacher's (optionally temperature-softened) probabilities and the
 dataset's own targets, through :meth:`EmotionClassifier.fit`'s ``target_distribution``::
 
-    from .distillation import distill
+    from fervision.nn.distillation import distill
     student = distill(EmotionClassifier(backbone="fernet_tiny"), teacher, X, y,
                       alpha=0.7, cache="teacher-train.npz")
 
 ``alpha`` is the teacher's share of the target (1 = pure distillation, 0 = the labels
 alone); the dataset's targets may be hard labels or a distribution such as FER+ votes.
+
+A cached teacher has seen each face once, un-augmented, while the student learns from
+augmented copies: the target does not follow the view.  :func:`consistent_targets` runs
+the teacher on each augmented batch instead ("consistent teaching", Beyer et al. 2022),
+at the cost of a teacher pass per training step.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from ..estimator._encoders import check_distribution
 from ..files import atomic_write
 from .eval_crop import classifier_crop_pct
 
-__all__ = ["distill", "distillation_targets", "soften", "teacher_probabilities"]
+__all__ = ["consistent_targets", "distill", "distillation_targets", "soften",
+           "teacher_probabilities"]
 
 _CACHE_FORMAT = "fervision.teacher_probabilities.v1"
 
@@ -136,6 +142,69 @@ def soften(proba, temperature: float = 1.0) -> np.ndarray:
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def _class_map(teacher_classes, classes) -> np.ndarray:
+    """(n_teacher, n_student) 0/1 matrix sending teacher columns to the student's by name."""
+    classes = np.asarray(classes).tolist()
+    teacher_classes = np.asarray(teacher_classes).tolist()
+    if not set(classes) & set(teacher_classes):
+        raise ValueError(f"the teacher's classes {teacher_classes} share none with "
+                         f"{classes}")
+    return np.array([[float(t == c) for c in classes] for t in teacher_classes], np.float32)
+
+
+def consistent_targets(dataset, augmentation, teacher_model, teacher_classes, classes, *,
+                       alpha: float = 0.5, temperature: float = 1.0):
+    """Augment each batch and make its targets from the teacher on that very view.
+
+    Parameters
+    ----------
+    dataset : tf.data.Dataset
+        Batches of ``(images, targets)``, targets one-hot or distributions over
+        ``classes``.
+    augmentation : keras layer
+        Called with ``training=True`` on each batch (e.g. the block
+        :func:`~fervision.nn.augmentation.split_augmentation` takes off the student).
+    teacher_model : keras.Model
+        Maps images to probabilities over ``teacher_classes``; run in inference mode on
+        the augmented images as they are (no centre crop: the augmentation already shows
+        faces at the scale the networks were trained on).
+    teacher_classes, classes : array-like
+        Column names of the teacher's output and of ``targets``; teacher columns are
+        matched by name, a student class the teacher does not know gets none.
+    alpha : float in [0, 1], default=0.5
+        The teacher's share of each target.
+    temperature : float, default=1.0
+        Softening of the teacher's probabilities (see :func:`soften`).
+
+    Returns
+    -------
+    tf.data.Dataset
+        Batches of ``(augmented images, alpha * teacher + (1 - alpha) * targets)``, to fit
+        the student's layers after its augmentation block on.
+    """
+    import tensorflow as tf
+
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    soften(np.ones((1, 1)), temperature)  # the same check of temperature
+    class_map = tf.constant(_class_map(teacher_classes, classes))
+    inv_t = 1.0 / float(temperature)
+
+    def teach(x, y):
+        x = augmentation(x, training=True)
+        p = tf.cast(teacher_model(x, training=False), tf.float32)
+        if inv_t != 1.0:
+            p = tf.nn.softmax(inv_t * tf.math.log(tf.maximum(p, 1e-12)), axis=-1)
+        p = tf.matmul(p, class_map)
+        p /= tf.maximum(tf.reduce_sum(p, axis=-1, keepdims=True), 1e-12)
+        y = tf.cast(y, tf.float32)
+        return x, alpha * p + (1.0 - alpha) * y
+
+    # Sequential map: the random layers' seed state advances batch by batch, and the
+    # teacher's pass already uses every core.
+    return dataset.map(teach)
+
+
 def distillation_targets(teacher_proba, teacher_classes, classes, *, y=None,
                          target_distribution=None, alpha: float = 0.5,
                          temperature: float = 1.0) -> np.ndarray:
@@ -166,16 +235,7 @@ def distillation_targets(teacher_proba, teacher_classes, classes, *, y=None,
     if not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
     classes = np.asarray(classes)
-    teacher_classes = np.asarray(teacher_classes).tolist()
-    known = [c for c in classes.tolist() if c in teacher_classes]
-    if not known:
-        raise ValueError(f"the teacher's classes {teacher_classes} share none with "
-                         f"{classes.tolist()}")
-    soft = soften(teacher_proba, temperature)
-    mapped = np.zeros((len(soft), len(classes)), np.float32)
-    for j, c in enumerate(classes.tolist()):
-        if c in teacher_classes:
-            mapped[:, j] = soft[:, teacher_classes.index(c)]
+    mapped = soften(teacher_proba, temperature) @ _class_map(teacher_classes, classes)
     mapped /= np.clip(mapped.sum(axis=1, keepdims=True), 1e-12, None)
     if alpha == 1.0:
         return mapped
