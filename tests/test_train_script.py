@@ -81,12 +81,14 @@ def test_plain_run_saves_the_last_weights(train_script, image_folders, tmp_path)
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("teaching", [[], ["--teacher", "default", "--consistent"]],
+                         ids=["plain", "consistent"])
 def test_interrupted_run_resumes_with_fresh_random_streams(train_script, image_folders,
-                                                           tmp_path, monkeypatch):
+                                                           tmp_path, monkeypatch, teaching):
     out = tmp_path / "run"
     argv = ["--data", str(image_folders), "--out", str(out), "--epochs", "3",
             "--batch-size", "4", "--warmup-epochs", "0", "--backbone", "fernet_tiny",
-            "--precision", "float32", "--seed", "7"]
+            "--precision", "float32", "--seed", "7", *teaching]
 
     class Interrupted(Exception):
         pass
