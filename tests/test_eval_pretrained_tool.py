@@ -67,3 +67,29 @@ def test_a_bad_crop_is_refused_before_any_work(bad, tmp_path, capsys):
                    "--fer2013", str(tmp_path), "--out", str(out)])
     assert f"--crop-pct {bad}" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_lighting_keeps_the_rows_of_models_not_measured_again(test_sets, tiny_model_path,
+                                                              tmp_path):
+    tool = load_example("eval_lighting")
+    out = tmp_path / "lighting"
+    out.mkdir()
+    valid = test_sets / "ferplus" / "FER2013Valid"
+    other = {"original": {"plain": 0.5, "clahe": 0.4}}
+    (out / "lighting.json").write_text(json.dumps(
+        {"data": "FER2013Valid", "images": 6,
+         "results": {"other": other, str(tiny_model_path): {"original": {}}}}))
+    tool.main(["--model", str(tiny_model_path), "--data", str(valid), "--out", str(out)])
+    saved = json.loads((out / "lighting.json").read_text())
+    assert list(saved["results"]) == ["other", str(tiny_model_path)]
+    assert saved["results"]["other"] == other  # kept
+    rows = saved["results"][str(tiny_model_path)]  # measured again
+    assert set(rows) == set(tool.CONDITIONS)
+    assert all(0 <= r["plain"] <= 1 and 0 <= r["clahe"] <= 1 for r in rows.values())
+    assert (out / "lighting.png").is_file() and (out / "lighting-examples.png").is_file()
+    # figures on another test set are not mixed in
+    (out / "lighting.json").write_text(json.dumps(
+        {"data": "FER2013Valid", "images": 99, "results": {"other": other}}))
+    tool.main(["--model", str(tiny_model_path), "--data", str(valid), "--out", str(out)])
+    assert list(json.loads((out / "lighting.json").read_text())["results"]) == [
+        str(tiny_model_path)]

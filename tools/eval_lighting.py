@@ -8,7 +8,9 @@ rule of :func:`fervision.datasets.ferplus_majority`) as it is and under four lig
 changes, each with and without CLAHE (contrast-limited adaptive histogram equalisation,
 :func:`fervision.preprocessing.equalize_lighting`) applied to the faces first.
 Writes ``lighting.json`` and ``lighting.png`` (accuracy per condition) and
-``lighting-examples.png`` (one face under every condition) to ``--out``.
+``lighting-examples.png`` (one face under every condition) to ``--out``.  Models already
+in an ``lighting.json`` there (measured on the same test set) keep their rows unless
+measured again, so one model can be re-measured without the others.
 """
 
 from __future__ import annotations
@@ -48,6 +50,16 @@ def clahe(X: np.ndarray) -> np.ndarray:
     return np.stack([equalize_lighting(x) for x in X])
 
 
+def merged(path: Path, data: str, images: int, results: dict) -> dict:
+    """``results`` over the rows of the models in ``path`` that were not measured again,
+    if ``path`` holds figures on the same test set (else ``results`` alone)."""
+    if path.is_file():
+        before = json.loads(path.read_text())
+        if before.get("data") == data and before.get("images") == images:
+            return {**before.get("results", {}), **results}
+    return results
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", nargs="+", default=["default"],
@@ -59,6 +71,7 @@ def main(argv=None):
 
     from fervision import EmotionClassifier
     from fervision.data.datasets import load_ferplus
+    from fervision.files import write_json
 
     X, y = load_ferplus(args.data, progress=False)
     out = Path(args.out)
@@ -78,8 +91,9 @@ def main(argv=None):
             print(f"{name} {cond}: {rows[cond]['plain']:.4f} (CLAHE {rows[cond]['clahe']:.4f})",
                   flush=True)
         results[name] = rows
-    (out / "lighting.json").write_text(json.dumps(
-        {"data": Path(args.data).name, "images": int(len(y)), "results": results}, indent=2))
+    data, images = Path(args.data).name, int(len(y))
+    results = merged(out / "lighting.json", data, images, results)
+    write_json(out / "lighting.json", {"data": data, "images": images, "results": results})
 
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False,
                              constrained_layout=True)

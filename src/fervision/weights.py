@@ -454,12 +454,13 @@ register_pretrained(PretrainedModel(
 register_pretrained(PretrainedModel(
     name="fer2013",
     trained_on="FER2013 Training (original labels), distilled from fervision's previous "
-               "two-network fer2013 ensemble with 12-view test-time augmentation",
+               "two-network fer2013 ensemble (12-view test-time augmentation, then "
+               "consistent teaching on the augmented training views)",
     description="one fernet network (squeeze-excitation ResNet, 48x48 grayscale, "
                 "bfloat16-rounded weights), one pass per face, for figures comparable "
                 "with FER2013 papers; see docs/model_card.md",
     file="fer2013.keras",
-    sha256="e230a5427f685be0a0dfbe414344567c1a784f2b7a0d253dad76a64030cf4845",
+    sha256="16a5963537baf9cb8a17592d25871d67fbbbbc7c3d208996517929fed10b2623",
     params=dict(_PRETRAINED_PARAMS),
 ))
 register_pretrained(PretrainedModel(
