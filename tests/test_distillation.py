@@ -174,3 +174,5 @@ def test_consistent_targets_follow_the_augmented_view():
         consistent_targets(ds, aug, teacher, teacher_classes, classes, alpha=1.5)
     with pytest.raises(ValueError, match="share none"):
         consistent_targets(ds, aug, teacher, ["x", "y", "z"], classes)
+    with pytest.raises(ValueError, match="temperature"):
+        consistent_targets(ds, aug, teacher, teacher_classes, classes, temperature=0)

@@ -126,15 +126,19 @@ def teacher_probabilities(teacher, X, *, cache=None, batch_size: int = 256,
     return proba
 
 
+def _check_temperature(temperature) -> None:
+    if not (isinstance(temperature, int | float) and np.isfinite(temperature)
+            and temperature > 0):
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+
+
 def soften(proba, temperature: float = 1.0) -> np.ndarray:
     """Raise probabilities to ``1 / temperature`` and renormalise (Hinton et al., 2015).
 
     ``temperature > 1`` flattens the distribution, showing the student which wrong
     classes the teacher found plausible; 1 leaves it unchanged.
     """
-    if not (isinstance(temperature, int | float) and np.isfinite(temperature)
-            and temperature > 0):
-        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+    _check_temperature(temperature)
     p = np.clip(np.asarray(proba, dtype=np.float64), 1e-12, None)
     logp = np.log(p) / temperature
     logp -= logp.max(axis=1, keepdims=True)
@@ -186,7 +190,7 @@ def consistent_targets(dataset, augmentation, teacher_model, teacher_classes, cl
 
     if not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
-    soften(np.ones((1, 1)), temperature)  # the same check of temperature
+    _check_temperature(temperature)
     class_map = tf.constant(_class_map(teacher_classes, classes))
     inv_t = 1.0 / float(temperature)
 
