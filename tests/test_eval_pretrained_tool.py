@@ -93,3 +93,14 @@ def test_lighting_keeps_the_rows_of_models_not_measured_again(test_sets, tiny_mo
     tool.main(["--model", str(tiny_model_path), "--data", str(valid), "--out", str(out)])
     assert list(json.loads((out / "lighting.json").read_text())["results"]) == [
         str(tiny_model_path)]
+
+
+def test_lighting_refuses_an_out_file_it_did_not_write(tmp_path):
+    tool = load_example("eval_lighting")
+    out = tmp_path / "lighting"
+    out.mkdir()
+    (out / "lighting.json").write_text("my notes, not JSON")
+    with pytest.raises(SystemExit, match="not a lighting.json"):
+        tool.main(["--model", "default", "--data", str(tmp_path / "nowhere"),
+                   "--out", str(out)])
+    assert (out / "lighting.json").read_text() == "my notes, not JSON"

@@ -518,6 +518,8 @@ def test_consistent_teacher_run_trains_the_whole_model_and_caches_nothing(
 @pytest.mark.parametrize("extra, message", [
     (["--consistent"], "--consistent needs --teacher"),
     (["--consistent", "--teacher", "default", "--teacher-tta", "crops"], "--teacher-tta crops"),
+    (["--teacher", "default", "--alpha", "1.5"], "--alpha 1.5"),
+    (["--teacher", "default", "--temperature", "0"], "--temperature 0.0"),
 ])
 def test_consistent_options_are_checked_before_the_run_starts(train_script, tmp_path,
                                                               extra, message):

@@ -50,13 +50,26 @@ def clahe(X: np.ndarray) -> np.ndarray:
     return np.stack([equalize_lighting(x) for x in X])
 
 
-def merged(path: Path, data: str, images: int, results: dict) -> dict:
-    """``results`` over the rows of the models in ``path`` that were not measured again,
-    if ``path`` holds figures on the same test set (else ``results`` alone)."""
-    if path.is_file():
+def earlier_results(path: Path) -> dict:
+    """What an earlier run wrote to ``path`` ({} if nothing); read before any model runs,
+    so a file that is not such a record stops the run at once and is never replaced."""
+    if not path.is_file():
+        return {}
+    try:
         before = json.loads(path.read_text())
-        if before.get("data") == data and before.get("images") == images:
-            return {**before.get("results", {}), **results}
+        if not isinstance(before, dict) or not isinstance(before.get("results", {}), dict):
+            raise ValueError("not a lighting record")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise SystemExit(f"--out: {path} is not a lighting.json this tool wrote ({err}); "
+                         "not replaced: choose another --out") from None
+    return before
+
+
+def merged(before: dict, data: str, images: int, results: dict) -> dict:
+    """``results`` over the rows of the models in ``before`` that were not measured again,
+    if ``before`` holds figures on the same test set (else ``results`` alone)."""
+    if before.get("data") == data and before.get("images") == images:
+        return {**before.get("results", {}), **results}
     return results
 
 
@@ -73,8 +86,9 @@ def main(argv=None):
     from fervision.data.datasets import load_ferplus
     from fervision.files import write_json
 
-    X, y = load_ferplus(args.data, progress=False)
     out = Path(args.out)
+    before = earlier_results(out / "lighting.json")
+    X, y = load_ferplus(args.data, progress=False)
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for name in args.model:
@@ -92,7 +106,7 @@ def main(argv=None):
                   flush=True)
         results[name] = rows
     data, images = Path(args.data).name, int(len(y))
-    results = merged(out / "lighting.json", data, images, results)
+    results = merged(before, data, images, results)
     write_json(out / "lighting.json", {"data": data, "images": images, "results": results})
 
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False,

@@ -261,6 +261,10 @@ def main(argv=None):
     if args.init_from and not Path(args.init_from).is_file():
         # before OUT exists: a typo must not leave a run directory that looks started
         raise SystemExit(f"--init-from {args.init_from}: no such file")
+    if args.teacher and not 0.0 <= args.alpha <= 1.0:
+        raise SystemExit(f"--alpha {args.alpha}: the teacher's share must be in [0, 1]")
+    if args.teacher and not args.temperature > 0:
+        raise SystemExit(f"--temperature {args.temperature}: must be positive")
     if args.consistent and not args.teacher:
         raise SystemExit("--consistent needs --teacher")
     if args.consistent and args.teacher_tta != "none":

@@ -126,6 +126,11 @@ def teacher_probabilities(teacher, X, *, cache=None, batch_size: int = 256,
     return proba
 
 
+def _check_alpha(alpha) -> None:
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+
+
 def _check_temperature(temperature) -> None:
     if not (isinstance(temperature, int | float) and np.isfinite(temperature)
             and temperature > 0):
@@ -188,8 +193,7 @@ def consistent_targets(dataset, augmentation, teacher_model, teacher_classes, cl
     """
     import tensorflow as tf
 
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    _check_alpha(alpha)
     _check_temperature(temperature)
     class_map = tf.constant(_class_map(teacher_classes, classes))
     inv_t = 1.0 / float(temperature)
@@ -236,8 +240,7 @@ def distillation_targets(teacher_proba, teacher_classes, classes, *, y=None,
     -------
     ndarray of shape (n_samples, n_classes), float32; rows sum to 1.
     """
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    _check_alpha(alpha)
     classes = np.asarray(classes)
     mapped = soften(teacher_proba, temperature) @ _class_map(teacher_classes, classes)
     mapped /= np.clip(mapped.sum(axis=1, keepdims=True), 1e-12, None)
