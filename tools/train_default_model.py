@@ -40,7 +40,7 @@ from fervision.nn.augmentation import (
     split_augmentation,
 )
 from fervision.nn.backbones import create_model
-from fervision.nn.distillation import consistent_targets
+from fervision.nn.distillation import _check_alpha, _check_temperature, consistent_targets
 from fervision.nn.eval_crop import center_crop
 from fervision.nn.precision import dtype_policy, resolve_precision
 
@@ -261,10 +261,14 @@ def main(argv=None):
     if args.init_from and not Path(args.init_from).is_file():
         # before OUT exists: a typo must not leave a run directory that looks started
         raise SystemExit(f"--init-from {args.init_from}: no such file")
-    if args.teacher and not 0.0 <= args.alpha <= 1.0:
-        raise SystemExit(f"--alpha {args.alpha}: the teacher's share must be in [0, 1]")
-    if args.teacher and not args.temperature > 0:
-        raise SystemExit(f"--temperature {args.temperature}: must be positive")
+    if args.teacher:
+        # the library's own checks, before OUT exists (they would fail after it otherwise)
+        for option, value, check in (("--alpha", args.alpha, _check_alpha),
+                                     ("--temperature", args.temperature, _check_temperature)):
+            try:
+                check(value)
+            except ValueError as err:
+                raise SystemExit(f"{option} {value}: {err}") from None
     if args.consistent and not args.teacher:
         raise SystemExit("--consistent needs --teacher")
     if args.consistent and args.teacher_tta != "none":
