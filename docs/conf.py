@@ -22,7 +22,7 @@ import fervision  # noqa: E402
 
 project = "fervision"
 author = "fervision developers"
-copyright = "fervision developers"  # noqa: A001
+copyright = "fervision developers"
 release = fervision.__version__
 version = ".".join(release.split(".")[:2])
 

@@ -36,10 +36,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import cv2  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import cv2
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -91,7 +91,7 @@ def annotated_photo() -> None:
 
 # ------------------------------------------------------------------ detection
 def detection_figure() -> None:
-    """The detector's box, score and landmarks, and the aligned crop it hands on."""
+    """Draw the detector's box, score and landmarks, and the aligned crop it hands on."""
     from fervision.faces.detection import FaceDetector
 
     image = cv2.imread(str(PHOTO))
@@ -153,7 +153,7 @@ def synthetic_frames() -> list[np.ndarray]:
 
 
 def _person(face: dict, rank: int) -> int:
-    """The id of the person a face belongs to: the tracker's id when there is one."""
+    """Return the id of the person a face belongs to: the tracker's id if there is one."""
     for key in ("track_id", "track"):
         if face.get(key) is not None:
             return int(face[key])
@@ -181,13 +181,13 @@ def video_figures() -> None:
     number = {pid: n for n, pid in enumerate(people, start=1)}
 
     # the strip: four annotated frames, before, during and after the frown
-    picks = [int(round(t * FPS)) for t in (0.0, 2.5, 3.0, 5.0)]
+    picks = [round(t * FPS) for t in (0.0, 2.5, 3.0, 5.0)]
     tiles = []
     for k in picks:
         rec = records[k]
         tile = fervision.annotate(frames[rec["frame"]], rec["faces"])
         for rank, face in enumerate(rec["faces"]):
-            x, y, w, h = face["box"]
+            x, y, _, h = face["box"]
             label = f"person {number[_person(face, rank)]}"
             (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
             cv2.rectangle(tile, (x, y + h + 2), (x + tw + 6, y + h + th + 10), (40, 40, 40), -1)
