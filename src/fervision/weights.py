@@ -442,7 +442,7 @@ _PRETRAINED_PARAMS = {"tta": False, "crop_pct": 0.9, "predict__batch_size": 256}
 register_pretrained(PretrainedModel(
     name="default",
     trained_on="FER+ Train vote distributions (10 taggers per FER2013 Training face) "
-               "mixed with the probabilities of the ferplus-large model and, in later "
+               "mixed with the probabilities of an earlier ferplus-large model and, in later "
                "runs, of its mean with an earlier default (distillation; in the last run "
                "the teacher saw each augmented training view: consistent teaching)",
     description="one fernet_small network (squeeze-excitation ResNet at half fernet's "
@@ -467,11 +467,13 @@ register_pretrained(PretrainedModel(
 register_pretrained(PretrainedModel(
     name="ferplus-large",
     trained_on="FER+ Train vote distributions (10 taggers per FER2013 Training face), "
-               "fine-tuned from a fernet network trained on FER2013's original labels",
+               "fine-tuned from a fernet network trained on FER2013's original labels, "
+               "then mixed with the probabilities of the mean of its earlier version and "
+               "two defaults (consistent teaching on the augmented training views)",
     description="one fernet network (squeeze-excitation ResNet, 48x48 grayscale, "
-                "bfloat16-rounded weights), one pass per face: the default's teacher, "
-                "several times slower than the default; see docs/model_card.md",
+                "bfloat16-rounded weights), one pass per face: more accurate than the "
+                "default and several times slower; see docs/model_card.md",
     file="ferplus-large.keras",
-    sha256="49a5f33c77e1dda348d6bb9e713944d58bf8cab88f7cc77aef1615716d494a35",
+    sha256="a5b8b19c351dd4d1d28e08b728c97feecf2e8e0a144551e248653f6c7c8aa435",
     params=dict(_PRETRAINED_PARAMS),
 ))
