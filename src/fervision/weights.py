@@ -443,13 +443,14 @@ register_pretrained(PretrainedModel(
     name="default",
     trained_on="FER+ Train vote distributions (10 taggers per FER2013 Training face) "
                "mixed with the probabilities of an earlier ferplus-large model and, in later "
-               "runs, of its mean with an earlier default (distillation; in the last run "
-               "the teacher saw each augmented training view: consistent teaching)",
+               "runs, of its mean with an earlier default, last of a three-network mean "
+               "that includes this release's ferplus-large (distillation; in the last two "
+               "runs the teacher saw each augmented training view: consistent teaching)",
     description="one fernet_small network (squeeze-excitation ResNet at half fernet's "
                 "width, 48x48 grayscale, bfloat16-rounded weights), one pass per face, "
                 "built for speed on a laptop CPU; see docs/model_card.md",
     file="default.keras",
-    sha256="001f0e366f54395a4cd1ca8a15b43b3bcca9b8c94740b8946532e5487af72092",
+    sha256="1a78d8bae838ce26e37f1cf757ccb90c3bfedbf8a027a47a0942b63fd1c37f3f",
     params=dict(_PRETRAINED_PARAMS),
 ))
 register_pretrained(PretrainedModel(
