@@ -1,5 +1,7 @@
-"""Frames per second of ``fervision.analyze`` (detect + classify) on a VGA frame, and of
-the ``fer`` package's ``FER(mtcnn=False).detect_emotions`` on the same frame.
+r"""Frames per second of ``fervision.analyze`` and of the ``fer`` package on a VGA frame.
+
+``fervision.analyze`` (detect + classify) against the ``fer`` package's
+``FER(mtcnn=False).detect_emotions`` on the same frame.
 
 The frame: a FER2013 test face padded with its replicated border, upscaled to 200 px and
 pasted on a 640 x 480 canvas (one face).  Each contender gets ``--warmup`` untimed
@@ -13,7 +15,7 @@ used when it exists)::
 
     python -m venv /tmp/ferenv
     /tmp/ferenv/bin/pip install --no-deps fer==22.5.1
-    /tmp/ferenv/bin/pip install "tensorflow-cpu==2.15.1" "numpy<2" \\
+    /tmp/ferenv/bin/pip install "tensorflow-cpu==2.15.1" "numpy<2" \
         "opencv-python-headless<4.10" "moviepy<2" pandas tqdm requests Pillow "setuptools<70"
 
 Usage::
@@ -41,8 +43,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FERVISION_SHARED", ROOT.parent / "shared"))

@@ -1,6 +1,7 @@
-"""Images per second over a folder: today's one-image-at-a-time loop against the
-batched pipeline of :func:`fervision.analyze_files`, on the same folder, in the same
-process and run.
+"""Images per second over a folder: one image at a time against the batched pipeline.
+
+Today's one-image-at-a-time loop against the batched pipeline of
+:func:`fervision.analyze_files`, on the same folder, in the same process and run.
 
 The loop is what ``fervision predict`` without ``--output`` does: read an image, then
 ``analyze`` it (detect, then one network call for that image's faces).  The pipeline

@@ -27,11 +27,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
-from fervision.data.datasets import load_image_folder  # noqa: E402
-from fervision.faces.detection import FaceDetector  # noqa: E402
+from fervision.data.datasets import load_image_folder
+from fervision.faces.detection import FaceDetector
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FERVISION_SHARED", ROOT.parent / "shared"))

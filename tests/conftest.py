@@ -1,6 +1,9 @@
-"""Shared fixtures.  FER2013 is read from ../shared when present; tests that need it skip
-cleanly when it is absent (e.g. a fresh clone elsewhere).  The YuNet model is the one
-bundled in the package, so detector tests run everywhere."""
+"""Shared fixtures.
+
+FER2013 is read from ../shared when present; tests that need it skip cleanly when it is
+absent (e.g. a fresh clone elsewhere).  The YuNet model is the one bundled in the
+package, so detector tests run everywhere.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +17,9 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # once turned off here to hide heap corruption that turned out to be TF 2.21's oneDNN
 # weight gradient of strided 1x1 convolutions; see fervision.nn.backbones._conv_bn.)
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from helpers_faces import QVGA, detectable_faces, plant_face  # noqa: E402
+import numpy as np
+import pytest
+from helpers_faces import QVGA, detectable_faces, plant_face
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FERVISION_SHARED", ROOT.parent / "shared"))
@@ -42,14 +45,14 @@ def fer_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def yunet_onnx() -> Path:
-    """The YuNet model bundled in the package (the same file as ../shared's copy)."""
+    """Return the YuNet model bundled in the package (the same file as ../shared's copy)."""
     assert YUNET_ONNX.is_file(), f"bundled YuNet model missing: {YUNET_ONNX}"
     return YUNET_ONNX
 
 
 @pytest.fixture(scope="session")
 def fer_sample(fer_dir):
-    """A small, fixed FER2013 sample: 12 PublicTest images per class (84 images)."""
+    """Return a small, fixed FER2013 sample: 12 PublicTest images per class (84 images)."""
     from fervision.data.datasets import load_image_folder
 
     return load_image_folder(fer_dir / "test", max_per_class=12)
@@ -60,7 +63,7 @@ def fer_sample(fer_dir):
 # module asks first.
 @pytest.fixture(scope="session")
 def tiny_classifier(fer_sample):
-    """A real EmotionClassifier (fernet_tiny, 1 epoch on the 84-image FER sample)."""
+    """Return a real EmotionClassifier (fernet_tiny, 1 epoch on the 84-image FER sample)."""
     from fervision.estimator import EmotionClassifier
 
     X, y = fer_sample
@@ -84,7 +87,7 @@ def detector(yunet_onnx):
 
 @pytest.fixture(scope="session")
 def face_ids(fer_sample, detector):
-    """Indices of three FER sample faces YuNet finds when planted (VGA and QVGA)."""
+    """Return the indices of three FER sample faces YuNet finds when planted (VGA, QVGA)."""
     X, _ = fer_sample
     vga = set(detectable_faces(X, detector, n=6))
     qvga = detectable_faces(X, detector, n=6, **QVGA)
@@ -105,8 +108,10 @@ def rng():
 
 @pytest.fixture
 def pretrained_loads(monkeypatch) -> list:
-    """The names ``EmotionClassifier.from_pretrained`` is called with, in order (the
-    models still load)."""
+    """Record the names ``EmotionClassifier.from_pretrained`` is called with, in order.
+
+    Return the list of names; the models still load.
+    """
     from fervision.estimator import EmotionClassifier
 
     loaded = []

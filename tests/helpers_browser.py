@@ -74,8 +74,10 @@ class HeadlessChromium:
 
     def send(self, method: str, params: dict | None = None, *, page: bool = False,
              timeout: float = 30.0) -> dict:
-        """Run one protocol command (on the page's session if ``page``) and return its
-        result; events that arrive meanwhile are dropped."""
+        """Run one protocol command (on the page's session if ``page``); return its result.
+
+        Events that arrive meanwhile are dropped.
+        """
         self._last_id += 1
         message = {"id": self._last_id, "method": method, "params": params or {}}
         if page:
@@ -105,13 +107,13 @@ class HeadlessChromium:
         self.send("Page.navigate", {"url": url}, page=True)
 
     def evaluate(self, expression: str):
-        """The value of a JavaScript expression in the page."""
+        """Return the value of a JavaScript expression in the page."""
         result = self.send("Runtime.evaluate",
                            {"expression": expression, "returnByValue": True}, page=True)
         return result["result"].get("value")
 
     def text(self) -> str:
-        """The page's visible text."""
+        """Return the page's visible text."""
         return self.evaluate("document.body ? document.body.innerText : ''") or ""
 
     def wait_for_text(self, *needles: str, timeout: float = 120.0) -> str:

@@ -1,5 +1,8 @@
-"""A small photo collection for the batch-analysis tests: variants of
-tests/data/astronaut.jpg in nested folders, plus two files that cannot be read."""
+"""A small photo collection for the batch-analysis tests.
+
+Variants of tests/data/astronaut.jpg in nested folders, plus two files that cannot be
+read.
+"""
 
 from __future__ import annotations
 

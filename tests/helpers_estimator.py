@@ -21,7 +21,7 @@ def _images(n, seed=0, size=SIZE):
 
 
 def mlp(x, *, weights=None):
-    """A two-layer backbone: traces and trains in a fraction of fernet_tiny's time."""
+    """Build a two-layer backbone: traces and trains in a fraction of fernet_tiny's time."""
     return keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(x))
 
 

@@ -54,7 +54,7 @@ overlap = box_iou  # the library's IoU; tests compare face boxes with it
 
 
 def detectable_faces(X, detector, n=2, **plant_kwargs):
-    """Indices of the first ``n`` images of ``X`` the detector finds once when planted.
+    """Return the indices of the first ``n`` images of ``X`` the detector finds once planted.
 
     Which FER2013 faces a detector finds is a property of the data, not of the code
     under test, so tests pick faces that are found rather than hard-coding indices.

@@ -14,7 +14,7 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def big_png(width: int, height: int) -> bytes:
-    """A valid, all-black 1-bit PNG of ``width`` x ``height`` in a few hundred KB.
+    """Return a valid, all-black 1-bit PNG of ``width`` x ``height`` in a few hundred KB.
 
     Built in milliseconds: one block of rows is deflated once, ending with a full flush
     (which makes it independent of what came before), and repeated; the Adler-32
@@ -39,8 +39,8 @@ def big_png(width: int, height: int) -> bytes:
 
 
 def corrupt_bmp() -> bytes:
-    """A 30 x 20 BMP whose header claims a width of 2**30 (OpenCV raised cv2.error)."""
-    ok, buf = cv2.imencode(".bmp", np.full((20, 30, 3), 100, np.uint8))
+    """Return a 30 x 20 BMP whose header claims a width of 2**30 (OpenCV raised cv2.error)."""
+    _ok, buf = cv2.imencode(".bmp", np.full((20, 30, 3), 100, np.uint8))
     data = bytearray(buf.tobytes())
     struct.pack_into("<i", data, 18, 2**30)
     return bytes(data)

@@ -94,7 +94,8 @@ def test_path_gray_and_rgb_inputs_agree(face_frame, detector, tiny_classifier, t
         np.testing.assert_allclose(list(got[0].scores.values()),
                                    list(ref[0].scores.values()), atol=1e-5)
     gray = analyze(cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY), detector, tiny_classifier)
-    assert len(gray) == 1 and overlap(gray[0].box, ref[0].box) > 0.8
+    assert len(gray) == 1
+    assert overlap(gray[0].box, ref[0].box) > 0.8
 
 
 def test_two_faces_largest_first_one_batched_call(fer_sample, detector, tiny_classifier):
@@ -109,7 +110,8 @@ def test_two_faces_largest_first_one_batched_call(fer_sample, detector, tiny_cla
     faces = analyze(canvas, detector, clf)
     assert len(faces) == 2
     assert clf.batches == [2]  # every crop of the frame in ONE predict_proba call
-    assert overlap(faces[0].box, big) > 0.2 and overlap(faces[1].box, small) > 0.2
+    assert overlap(faces[0].box, big) > 0.2
+    assert overlap(faces[1].box, small) > 0.2
     areas = [f.box[2] * f.box[3] for f in faces]
     assert areas == sorted(areas, reverse=True)
 
@@ -123,19 +125,19 @@ def test_no_face_returns_empty_without_predicting(detector, tiny_classifier):
 
 def test_missing_and_unreadable_files(tmp_path, detector, tiny_classifier):
     missing = tmp_path / "nope.jpg"
-    with pytest.raises(FileNotFoundError, match="nope.jpg"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.jpg"):
         analyze(missing, detector, tiny_classifier)
     bad = tmp_path / "bad.jpg"
     bad.write_text("not an image")
-    with pytest.raises(ValueError, match="bad.jpg"):
+    with pytest.raises(ValueError, match=r"bad\.jpg"):
         analyze(bad, detector, tiny_classifier)
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
-    with pytest.raises(ValueError, match="empty.png"):
+    with pytest.raises(ValueError, match=r"empty\.png"):
         analyze(empty, detector, tiny_classifier)
 
 
-@pytest.mark.parametrize("image, match", [
+@pytest.mark.parametrize(("image", "match"), [
     (np.zeros((10, 10, 2), np.uint8), "shape"),
     (np.zeros((4, 10, 10, 3), np.uint8), "shape"),
     (np.zeros((0, 10, 3), np.uint8), "empty"),
@@ -183,7 +185,7 @@ def test_defaults_loaded_once_and_shared(monkeypatch, tiny_model_path, yunet_onn
 def test_default_model_env_must_exist(monkeypatch, tmp_path):
     monkeypatch.setattr(analysis, "_DEFAULTS", {})
     monkeypatch.setenv(analysis.MODEL_ENV, str(tmp_path / "missing.keras"))
-    with pytest.raises(FileNotFoundError, match="missing.keras"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.keras"):
         analysis.default_classifier()
 
 
@@ -208,7 +210,8 @@ def test_annotate_draws_on_copy_or_in_place(face_frame, detector, tiny_classifie
     before = canvas.copy()
     out = annotate(canvas, faces)
     np.testing.assert_array_equal(canvas, before)  # copy=True leaves the input alone
-    assert out.shape == canvas.shape and out.dtype == np.uint8
+    assert out.shape == canvas.shape
+    assert out.dtype == np.uint8
     x, y, w, h = faces[0].box
     changed = np.any(out != canvas, axis=2)
     assert changed[y:y + h + 1, x:x + w + 1].any()  # the box
@@ -274,7 +277,7 @@ def test_a_list_of_inputs_gives_a_list_of_results(face_frame, detector, tiny_cla
     got = analyze([str(path), blank, path], detector, tiny_classifier)
     assert [len(r) for r in got] == [1, 0, 1]
     assert got[0][0].box == got[2][0].box
-    with pytest.raises(FileNotFoundError, match="nope.png"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.png"):
         analyze([path, tmp_path / "nope.png"], detector, tiny_classifier)
     with pytest.raises(ValueError, match=r"images\[1\] has shape"):
         analyze([blank, np.zeros((5, 5, 2), np.uint8)], detector, tiny_classifier)
@@ -282,7 +285,7 @@ def test_a_list_of_inputs_gives_a_list_of_results(face_frame, detector, tiny_cla
     assert analyze(np.full((30, 30), 99).tolist(), detector, tiny_classifier) == []
 
 
-@pytest.mark.parametrize("image, match", [
+@pytest.mark.parametrize(("image", "match"), [
     (42, "got int"), (None, "got NoneType"), ({"path": "x.png"}, "got dict"),
 ])
 def test_other_types_are_refused_naming_the_type(image, match, detector, tiny_classifier):
@@ -293,7 +296,7 @@ def test_other_types_are_refused_naming_the_type(image, match, detector, tiny_cl
 def test_text_mode_file_is_refused(tmp_path, detector, tiny_classifier):
     path = tmp_path / "a.txt"
     path.write_text("hello")
-    with open(path) as fh, pytest.raises(TypeError, match="text mode.*'rb'"):
+    with open(path) as fh, pytest.raises(TypeError, match=r"text mode.*'rb'"):
         analyze(fh, detector, tiny_classifier)
 
 

@@ -18,15 +18,15 @@ from helpers_faces import overlap
 
 pytest.importorskip("streamlit")
 
-from fervision.apps import cli  # noqa: E402
-from fervision.apps.streamlit_app import (  # noqa: E402
+from fervision.apps import cli
+from fervision.apps.streamlit_app import (
     MAX_SIDE,
     decode_upload,
     face_heading,
     probability_chart,
     process_upload,
 )
-from fervision.faces import analysis  # noqa: E402
+from fervision.faces import analysis
 
 APP = Path(cli.app_path())
 CHROMIUM = Path("/usr/bin/chromium")
@@ -41,9 +41,11 @@ def png_bytes(image) -> bytes:
 def test_process_upload(face_frame, detector, tiny_classifier):
     canvas, patch = face_frame
     result = process_upload(png_bytes(canvas), detector, tiny_classifier, name="me.png")
-    assert len(result.faces) == 1 and overlap(result.faces[0].box, patch) > 0.2
+    assert len(result.faces) == 1
+    assert overlap(result.faces[0].box, patch) > 0.2
     rgb = result.annotated_rgb
-    assert rgb.shape == canvas.shape and rgb.dtype == np.uint8
+    assert rgb.shape == canvas.shape
+    assert rgb.dtype == np.uint8
     # RGB for display: the annotation's colours are swapped relative to a BGR drawing;
     # boxes numbered like the "Face 1", "Face 2" charts.
     bgr = analysis.annotate(canvas, result.faces, numbered=True)
@@ -58,13 +60,14 @@ def test_face_heading_and_chart_axis():
     data, spec = probability_chart(face)
     assert data == {"emotion": ["angry", "happy", "sad"], "probability": [0.05, 0.6, 0.35]}
     x = spec["encoding"]["x"]
-    assert x["field"] == "probability" and x["scale"]["domain"] == [0, 1]
+    assert x["field"] == "probability"
+    assert x["scale"]["domain"] == [0, 1]
     assert spec["encoding"]["y"]["sort"] is None  # the model's class order
 
 
 def test_decode_upload_errors_and_downscaling():
     for data in (b"", b"not an image at all", png_bytes(np.zeros((4, 4), np.uint8))[:20]):
-        with pytest.raises(ValueError, match="holiday.jpg"):
+        with pytest.raises(ValueError, match=r"holiday\.jpg"):
             decode_upload(data, "holiday.jpg")
     big = np.zeros((2000, 4000, 3), np.uint8)
     assert decode_upload(png_bytes(big)).shape == (MAX_SIDE // 2, MAX_SIDE, 3)
@@ -78,9 +81,10 @@ def test_upload_uses_the_library_reader_and_survives_odd_files(detector, tiny_cl
     for shape in ((1, 5000, 3), (10, 4000, 3), (4000, 2, 3)):
         result = process_upload(png_bytes(np.full(shape, 77, np.uint8)), detector,
                                 tiny_classifier)
-        assert result.faces == [] and result.annotated_rgb.shape[2] == 3
+        assert result.faces == []
+        assert result.annotated_rgb.shape[2] == 3
     for data in (big_png(25000, 25000), corrupt_bmp()):  # 4.5 GB / cv2.error before
-        with pytest.raises(ValueError, match="odd.png"):
+        with pytest.raises(ValueError, match=r"odd\.png"):
             process_upload(data, detector, tiny_classifier, name="odd.png")
     monkeypatch.setenv("FERVISION_MAX_IMAGE_PIXELS", "100")  # the library's limit applies
     with pytest.raises(ValueError, match=r"'tiny.png' is too large.*400 pixels"):
@@ -125,7 +129,9 @@ def test_page_with_a_face(app_models, face_frame):
     assert not at.error
     assert len(at.get("image")) == 1
     heads = [h.value for h in at.subheader]
-    assert len(heads) == 1 and heads[0].startswith("Face 1: ") and heads[0].endswith("%)")
+    assert len(heads) == 1
+    assert heads[0].startswith("Face 1: ")
+    assert heads[0].endswith("%)")
     charts = at.get("vega_lite_chart")
     assert len(charts) == 1  # the probability bar chart, on a 0-1 axis
     assert '"domain": [0, 1]' in charts[0].proto.spec.replace(" ", "").replace(
@@ -139,25 +145,29 @@ def test_sidebar_picks_a_bundled_model(app_models, face_frame, pretrained_loads)
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.run()
     picker = at.sidebar.selectbox[0]
-    assert picker.options[0] == "default" and "ferplus-large" in picker.options
+    assert picker.options[0] == "default"
+    assert "ferplus-large" in picker.options
     picker.set_value("ferplus-large")
     at.file_uploader[0].set_value(("face.png", png_bytes(face_frame[0]), "image/png"))
     at.run()
-    assert not at.exception and not at.error
+    assert not at.exception
+    assert not at.error
     assert loaded == ["ferplus-large"]  # "default" stays $FERVISION_MODEL's tiny model
     assert at.subheader[0].value.startswith("Face 1: ")
 
 
 def test_page_unreadable_upload(app_models):
     at = run_app(("broken.png", b"\x89PNG garbage", "image/png"))
-    assert len(at.error) == 1 and "broken.png" in at.error[0].value
+    assert len(at.error) == 1
+    assert "broken.png" in at.error[0].value
 
 
 def test_page_huge_upload_is_an_error_not_a_crash(app_models):
     from helpers_images import big_png
 
     at = run_app(("bomb.png", big_png(25000, 25000), "image/png"))
-    assert len(at.error) == 1 and "bomb.png" in at.error[0].value
+    assert len(at.error) == 1
+    assert "bomb.png" in at.error[0].value
     assert "too large" in at.error[0].value
 
 
@@ -175,7 +185,8 @@ def test_page_model_failure_is_reported(monkeypatch, tmp_path):
     monkeypatch.setenv(analysis.MODEL_ENV, str(tmp_path / "absent.keras"))
     st.cache_resource.clear()
     at = run_app(("face.png", png_bytes(np.zeros((64, 64, 3), np.uint8)), "image/png"))
-    assert len(at.error) == 1 and "absent.keras" in at.error[0].value
+    assert len(at.error) == 1
+    assert "absent.keras" in at.error[0].value
 
 
 def free_port() -> int:
@@ -186,8 +197,11 @@ def free_port() -> int:
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed")
 def test_page_in_headless_chromium(tmp_path, tiny_model_path, yunet_onnx, face_frame):
-    """The app as a user meets it: the empty page, then a photo uploaded through the
-    browser's file input, answered with the boxed face and its heading."""
+    """The app as a user meets it, in a real browser.
+
+    The empty page, then a photo uploaded through the browser's file input, answered
+    with the boxed face and its heading.
+    """
     port = free_port()
     env = {**os.environ, analysis.MODEL_ENV: str(tiny_model_path),
            analysis.DETECTOR_MODEL_ENV: str(yunet_onnx)}
@@ -229,12 +243,14 @@ def test_page_in_headless_chromium(tmp_path, tiny_model_path, yunet_onnx, face_f
             browser.wait_for("document.querySelector('.vega-embed canvas, .vega-embed svg')")
             answered = cv2.imdecode(np.frombuffer(browser.screenshot(), np.uint8),
                                     cv2.IMREAD_COLOR)
-        assert "could not be loaded" not in text and "Unreadable" not in text
+        assert "could not be loaded" not in text
+        assert "Unreadable" not in text
         for image in (empty, answered):
             assert image.shape[:2] == (900, 1200)
             gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
             # a drawn page has a large dark title and text on white (a blank one: std ~3)
-            assert gray.std() > 8 and (gray < 100).mean() > 0.002
+            assert gray.std() > 8
+            assert (gray < 100).mean() > 0.002
         # the answer shows the photo: far more non-white pixels than the empty page
         assert (cv2.cvtColor(answered, cv2.COLOR_BGR2GRAY) < 200).mean() > \
             2 * (cv2.cvtColor(empty, cv2.COLOR_BGR2GRAY) < 200).mean()

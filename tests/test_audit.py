@@ -1,5 +1,8 @@
-"""Tests for fervision.data.audit: it must find exactly the problems planted in a small
-synthetic dataset, and the banded near-duplicate search must equal brute force."""
+"""Tests for fervision.data.audit.
+
+It must find exactly the problems planted in a small synthetic dataset, and the banded
+near-duplicate search must equal brute force.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from fervision.data.audit import AuditReport, audit, hamming_pairs, phash
 
 
 def _face_like(rng, size=48):
-    """A smooth random image (low-frequency blobs), so pHash bits are stable."""
+    """Return a smooth random image (low-frequency blobs), so pHash bits are stable."""
     coarse = rng.uniform(0, 255, size=(6, 6)).astype(np.float32)
     img = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
     return np.clip(img, 0, 255).astype(np.uint8)
@@ -89,7 +92,8 @@ def test_audit_markdown_and_plot(planted):
     fig = report.plot()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    assert buf.getvalue().startswith(b"\x89PNG\r\n\x1a\n") and buf.tell() > 1000
+    assert buf.getvalue().startswith(b"\x89PNG\r\n\x1a\n")
+    assert buf.tell() > 1000
     kinds = [k for k, _, _ in report.example_pairs()]
     # The leak is also the label conflict, so it is shown once.
     assert kinds == ["train/test", "near", "near", "exact"]
@@ -104,7 +108,9 @@ def test_audit_arrays(rng):
                    progress=False)
     assert _names(report, report.exact_groups) == [["test[0]", "train[2]"],
                                                    ["train[0]", "train[5]"]]
-    assert report.near_groups == [] and report.blank == [] and report.unreadable == []
+    assert report.near_groups == []
+    assert report.blank == []
+    assert report.unreadable == []
     assert report.label_conflicts() == []
     assert report.summary()["n_test_leaked"] == 1
 
@@ -112,7 +118,8 @@ def test_audit_arrays(rng):
 def test_audit_lazy_alias_in_datasets(rng):
     X = np.stack([_face_like(rng) for _ in range(3)])
     report = datasets.audit(X, progress=False)
-    assert isinstance(report, AuditReport) and report.summary()["n_images"] == 3
+    assert isinstance(report, AuditReport)
+    assert report.summary()["n_images"] == 3
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,8 @@ def test_average_models_averages_member_probabilities(tmp_path):
     expected = (a.predict(X, verbose=0) + b.predict(X, verbose=0)) / 2
     np.testing.assert_allclose(ens.predict(X, verbose=0), expected, rtol=1e-5, atol=1e-6)
     assert [layer.name for layer in ens.layers][1:3] == ["member_0", "member_1"]
-    assert n_members(ens) == 2 and n_members(a) == 1
+    assert n_members(ens) == 2
+    assert n_members(a) == 1
 
     # Wrapped as a classifier it saves and reloads under safe_mode with the same output.
     clf = EmotionClassifier.from_keras_model(ens, ["x", "y", "z"], input_size=24)

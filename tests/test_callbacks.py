@@ -47,7 +47,9 @@ def test_checkpoint_dir_adds_a_rolling_checkpoint(tmp_path):
                              checkpoint_dir=ck, keep_checkpoints=2)
     (rc,) = cbs
     assert isinstance(rc, RollingCheckpoint)
-    assert rc.directory == ck and rc.keep == 2 and ck.is_dir()
+    assert rc.directory == ck
+    assert rc.keep == 2
+    assert ck.is_dir()
     (rc,) = training_callbacks(monitor="loss", early_stopping=False, reduce_lr=False,
                                checkpoint_dir=str(ck))
     assert rc.keep is None  # keep every epoch by default
@@ -76,7 +78,8 @@ def test_bad_patience_is_an_error(bad):
 
 def test_patience():
     assert patience(True, 7, "x") == 7
-    assert patience(False, 7, "x") is None and patience(None, 7, "x") is None
+    assert patience(False, 7, "x") is None
+    assert patience(None, 7, "x") is None
     assert patience(np.int64(4), 7, "x") == 4
 
 

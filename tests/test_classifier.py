@@ -38,12 +38,15 @@ def fitted(data):
 # --------------------------------------------------------------------- basics
 def test_fit_learns_easy_data_and_sets_attributes(fitted, data):
     X, y = data
-    assert list(fitted.classes_) == ["happy", "sad"] and fitted.n_classes_ == 2
+    assert list(fitted.classes_) == ["happy", "sad"]
+    assert fitted.n_classes_ == 2
     proba = fitted.predict_proba(X)
-    assert proba.shape == (32, 2) and proba.dtype == np.float32
+    assert proba.shape == (32, 2)
+    assert proba.dtype == np.float32
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
     assert fitted.score(X, y) >= 0.9
-    assert set(fitted.history_) >= {"loss", "accuracy"} and len(fitted.history_["loss"]) == 5
+    assert set(fitted.history_) >= {"loss", "accuracy"}
+    assert len(fitted.history_["loss"]) == 5
     assert isinstance(fitted.model_, keras.Model)
     assert not hasattr(fitted, "n_features_in_")  # image input: no fixed width
 
@@ -83,7 +86,7 @@ def test_flattened_input_sets_n_features_in(data):
 
 # ------------------------------------------------------------------ bad input
 @pytest.mark.parametrize(
-    "X, y, match",
+    ("X", "y", "match"),
     [
         (np.full((4, 8, 8), np.nan), ["a", "b"] * 2, r"X\[0\] contains NaN"),
         (np.full((4, 8, 8), np.inf), ["a", "b"] * 2, "NaN or infinite"),
@@ -143,7 +146,9 @@ def test_augment_options_reach_build_augmentation(data):
     assert "RandomFlip" in kinds
     custom = _clf(augment={"flip": False, "crop": 0.0}).initialize(X, y)
     kinds = {type(layer).__name__ for layer in custom.model_.get_layer("augmentation").layers}
-    assert "RandomFlip" not in kinds and "RandomCrop" not in kinds and "RandomRotation" in kinds
+    assert "RandomFlip" not in kinds
+    assert "RandomCrop" not in kinds
+    assert "RandomRotation" in kinds
     with pytest.raises(ValueError, match="augment must be"):
         _clf(augment="yes").fit(X, y)
 
@@ -162,7 +167,8 @@ def test_early_stopping_stops_when_loss_does_not_improve(data):
 def test_validation_data_and_split(data):
     X, y = data
     clf = _clf(epochs=2, validation_data=_images(8, seed=1)).fit(X, y)
-    assert len(clf.history_["val_loss"]) == 2 and "val_accuracy" in clf.history_
+    assert len(clf.history_["val_loss"]) == 2
+    assert "val_accuracy" in clf.history_
     clf = _clf(epochs=1, validation_split=0.25).fit(X, y)
     assert "val_loss" in clf.history_
     with pytest.raises(ValueError, match="validation_data"):
@@ -274,7 +280,7 @@ def test_precision_policy_is_applied_only_while_building(data):
     before = keras.config.dtype_policy().name
     clf = _clf(backbone="fernet_tiny", precision="mixed_bfloat16").initialize(X, y)
     assert keras.config.dtype_policy().name == before
-    conv = [layer for layer in clf.model_.layers if "conv" in layer.name][0]
+    conv = next(layer for layer in clf.model_.layers if "conv" in layer.name)
     assert conv.dtype_policy.name == "mixed_bfloat16"
     assert clf.predict_proba(X[:2]).dtype == np.float32
     f32 = _clf(backbone="fernet_tiny", precision="float32").initialize(X, y)
@@ -314,11 +320,13 @@ def test_prediction_skips_model_predict_unless_its_loop_is_asked_for(fitted, dat
     np.testing.assert_allclose(small, large[:5], atol=1e-5)
     # Keyword arguments and routed predict__ parameters are Model.predict's: its loop runs.
     np.testing.assert_allclose(fitted.predict_proba(X, batch_size=8), large, atol=1e-5)
-    assert len(calls) == 1 and calls[0]["batch_size"] == 8
+    assert len(calls) == 1
+    assert calls[0]["batch_size"] == 8
     verbose = clone(fitted).set_params(predict__verbose=0)
     verbose._set_fitted_state(fitted.model_, fitted.classes_)
     np.testing.assert_allclose(verbose.predict_proba(X), large, atol=1e-5)
-    assert len(calls) == 2 and calls[1]["verbose"] == 0
+    assert len(calls) == 2
+    assert calls[1]["verbose"] == 0
 
 
 def test_predict_batch_size_sets_the_inference_batches(fitted, data, monkeypatch):
@@ -386,18 +394,20 @@ def test_save_load_roundtrip(data, tmp_path, labels):
     if os.name == "posix":  # readable by others, like any file (mkstemp makes 0600)
         assert path.stat().st_mode & 0o777 == 0o644
     meta = EmotionClassifier.read_metadata(path)
-    assert meta["input_size"] == SIZE and meta["backbone"] == "mlp"
+    assert meta["input_size"] == SIZE
+    assert meta["backbone"] == "mlp"
     assert meta["fervision_version"] == fervision.__version__
     loaded = EmotionClassifier.load(path)
     assert loaded.classes_.dtype == clf.classes_.dtype
     np.testing.assert_array_equal(loaded.classes_, clf.classes_)
     np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6)
-    assert loaded.input_size == SIZE and loaded.batch_size == 8
+    assert loaded.input_size == SIZE
+    assert loaded.batch_size == 8
     np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
 
 
 def test_save_refuses_bad_path_and_never_leaves_half_files(fitted, tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match=".keras"):
+    with pytest.raises(ValueError, match=r"\.keras"):
         fitted.save(tmp_path / "m.h5")
     with pytest.raises(FileNotFoundError):
         fitted.save(tmp_path / "missing" / "m.keras")
@@ -416,7 +426,7 @@ def test_load_errors(fitted, tmp_path):
         EmotionClassifier.load(tmp_path / "nope.keras")
     plain = tmp_path / "plain.keras"
     fitted.model_.save(plain)
-    with pytest.raises(ValueError, match="without fervision metadata.*from_keras_model"):
+    with pytest.raises(ValueError, match=r"without fervision metadata.*from_keras_model"):
         EmotionClassifier.load(plain)
     h5 = tmp_path / "old.h5"
     h5.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
@@ -465,7 +475,8 @@ def test_from_pretrained_bundled_and_fetched(fitted, tmp_path, monkeypatch):
     asked = []
     monkeypatch.setattr(fervision.weights, "fetch", lambda name: asked.append(name) or path)
     other = EmotionClassifier.from_pretrained("fer-resnet")
-    assert asked == ["fer-resnet"] and other.input_size == SIZE
+    assert asked == ["fer-resnet"]
+    assert other.input_size == SIZE
     np.testing.assert_array_equal(other.classes_, fitted.classes_)
     assert other.tta == "flip"  # the registry's settings
     assert EmotionClassifier.from_pretrained("fer-resnet", tta=False).tta is False
@@ -547,7 +558,8 @@ def test_two_phase_transfer_learning(data, tiny_base):
     for name in ("c1", "bn"):
         for a, b in zip(snap.after[1][name], pretrained[name], strict=True):
             np.testing.assert_array_equal(a, b)
-    assert snap.lr[0] == pytest.approx(0.05) and snap.lr[1] == pytest.approx(0.005)
+    assert snap.lr[0] == pytest.approx(0.05)
+    assert snap.lr[1] == pytest.approx(0.005)
     assert len(clf.history_["loss"]) == 2
 
 
@@ -615,7 +627,8 @@ def test_without_weights_nothing_is_frozen(data, tiny_base):
     clf = _clf(backbone="tiny_base_test", epochs=1, learning_rate=0.05, callbacks=[snap])
     clf.fit(X, y)
     first = clf.model_.get_layer(BASE_NAME)
-    assert first.trainable and all(layer.trainable for layer in first.layers)
+    assert first.trainable
+    assert all(layer.trainable for layer in first.layers)
 
 
 @pytest.mark.slow
@@ -631,11 +644,14 @@ def test_real_application_backbone_fits(tmp_path):
 # --------------------------------------------------------------- scikit-learn
 def test_clone_get_set_params(fitted):
     params = fitted.get_params()
-    assert params["backbone"] is mlp and params["input_size"] == SIZE
+    assert params["backbone"] is mlp
+    assert params["input_size"] == SIZE
     c = clone(fitted)
-    assert not hasattr(c, "model_") and c.get_params()["learning_rate"] == 0.02
+    assert not hasattr(c, "model_")
+    assert c.get_params()["learning_rate"] == 0.02
     c.set_params(epochs=3, optimizer__weight_decay=0.1, optimizer="adamw")
-    assert c.epochs == 3 and c.get_params()["optimizer__weight_decay"] == 0.1
+    assert c.epochs == 3
+    assert c.get_params()["optimizer__weight_decay"] == 0.1
     assert clone(c).get_params()["optimizer__weight_decay"] == 0.1
 
 
@@ -644,7 +660,8 @@ def test_optimizer_routing(data):
     clf = _clf(optimizer="adamw", optimizer__weight_decay=0.123, learning_rate=0.004)
     clf.fit(X, y)
     opt = clf.model_.optimizer
-    assert type(opt).__name__ == "AdamW" and opt.weight_decay == pytest.approx(0.123)
+    assert type(opt).__name__ == "AdamW"
+    assert opt.weight_decay == pytest.approx(0.123)
     assert float(opt.learning_rate.numpy()) == pytest.approx(0.004)
 
 
@@ -660,7 +677,8 @@ def test_grid_search_cross_val_and_pipeline(data):
     assert search.best_params_["learning_rate"] in (1e-3, 2e-2)
     assert search.predict(X[:3]).shape == (3,)
     scores = cross_val_score(_clf(), X, y, cv=2)
-    assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
+    assert scores.shape == (2,)
+    assert np.all((scores >= 0) & (scores <= 1))
     pipe = Pipeline([("scale", FunctionTransformer(lambda a: a / 255.0)), ("clf", _clf())])
     pipe.set_params(clf__epochs=2).fit(X, y)
     assert len(pipe.named_steps["clf"].history_["loss"]) == 2
@@ -673,7 +691,9 @@ def test_fit_shows_epoch_progress_by_default(data, capsys):
     params = {k: v for k, v in _clf().get_params().items() if k != "verbose"}
     clf = EmotionClassifier(**{**params, "epochs": 2, "batch_size": 8}).fit(X, y)
     out = capsys.readouterr().out
-    assert "Epoch 1/2" in out and "Epoch 2/2" in out and "loss" in out
+    assert "Epoch 1/2" in out
+    assert "Epoch 2/2" in out
+    assert "loss" in out
     clf.predict(X)  # larger than batch_size: Model.predict, still silent
     clf.predict(X[:2])
     assert capsys.readouterr().out == ""
@@ -682,9 +702,11 @@ def test_fit_shows_epoch_progress_by_default(data, capsys):
 
 
 def test_no_retracing_warning_in_a_scikit_learn_session(data):
-    """Graph mode (traced train/test/predict functions), a new model per clone: no
-    "tf.function retracing" message on the tensorflow logger, and no retrace within one
-    model for new batch sizes."""
+    """Graph mode (traced train/test/predict functions), a new model per clone.
+
+    No "tf.function retracing" message on the tensorflow logger, and no retrace within
+    one model for new batch sizes.
+    """
     import logging
     import warnings
 

@@ -1,5 +1,8 @@
-"""EmotionClassifier under faults (issue 15): global state, oneDNN crash, bad parameters,
-diverging training, ImageNet backbones offline, and hostile or damaged model files."""
+"""EmotionClassifier under faults (issue 15).
+
+Global state, oneDNN crash, bad parameters, diverging training, ImageNet backbones
+offline, and hostile or damaged model files.
+"""
 
 from __future__ import annotations
 
@@ -84,7 +87,8 @@ def test_strided_1x1_convolutions_are_subsample_then_convolution():
     # batches; the backbones build the same function without that op.
     model = create_model("fernet_tiny", input_size=24, n_classes=3)
     convs = [layer for layer in walk_layers(model) if isinstance(layer, keras.layers.Conv2D)]
-    assert convs and not any(c.kernel_size == (1, 1) and c.strides != (1, 1) for c in convs)
+    assert convs
+    assert not any(c.kernel_size == (1, 1) and c.strides != (1, 1) for c in convs)
 
     x = np.random.default_rng(0).random((3, 47, 47, 4), dtype=np.float32)
     strided = keras.layers.Conv2D(6, 1, strides=2, padding="same", use_bias=False)
@@ -182,7 +186,7 @@ def test_loss_becoming_nan_stops_training_with_a_clear_error():
 
 
 def test_nan_in_fine_tuning_phase_is_caught(tmp_path):
-    from test_classifier import _tiny_base_builder  # noqa: PLC0415
+    from test_classifier import _tiny_base_builder
 
     from fervision.nn.backbones import BACKBONES, register_backbone
 
@@ -245,7 +249,9 @@ def test_loaded_metadata_does_not_choose_paths(saved, tmp_path):
     crafted = tmp_path / "crafted.keras"
     _rewrite_entry(saved, crafted, "fervision.json", json.dumps(meta))
     clf = EmotionClassifier.load(crafted)
-    assert clf.checkpoint_dir is None and clf.resume is False and clf.weights is None
+    assert clf.checkpoint_dir is None
+    assert clf.resume is False
+    assert clf.weights is None
     assert clf.warm_start is True  # other parameters are still restored
     X, y = _images(16)
     clf.set_params(run_eagerly=True).fit(X, y)
@@ -260,7 +266,7 @@ def test_truncated_model_file_names_the_file(saved, tmp_path):
         EmotionClassifier.load(bad)
 
 
-@pytest.mark.parametrize("content, match", [
+@pytest.mark.parametrize(("content", "match"), [
     (b"{not json", "not valid JSON"),
     (b"[1, 2]", "not a JSON object"),
     (b'{"format": "fervision.EmotionClassifier", "format_version": 1}', "lacks classes"),

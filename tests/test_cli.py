@@ -64,11 +64,13 @@ def test_installed_script_help_is_fast_and_tf_free():
     env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
     done = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120,
                           env=env)
-    assert done.returncode == 0 and "predict" in done.stdout
+    assert done.returncode == 0
+    assert "predict" in done.stdout
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
                 if line.startswith("import time:")}
     assert "fervision.apps.cli" in imported
-    assert "tensorflow" not in imported and "keras" not in imported
+    assert "tensorflow" not in imported
+    assert "keras" not in imported
 
 
 def test_predict_json_with_a_bad_file(face_png, tmp_path, model_args, capsys):
@@ -78,17 +80,22 @@ def test_predict_json_with_a_bad_file(face_png, tmp_path, model_args, capsys):
     code = main(["predict", str(face_png), str(missing), str(broken), "--json", *model_args])
     captured = capsys.readouterr()
     assert code == 1
-    assert "missing.jpg" in captured.err and "broken.png" in captured.err
+    assert "missing.jpg" in captured.err
+    assert "broken.png" in captured.err
     records = json.loads(captured.out)  # ONE JSON array on stdout, nothing else
     assert [r["path"] for r in records] == [str(face_png), str(missing), str(broken)]
     face = records[0]["faces"]
-    assert len(face) == 1 and list(face[0]) == ["box", "emotion", "dominant_emotion",
-                                                 "scores", "detection_score"]
+    assert len(face) == 1
+    assert list(face[0]) == ["box", "emotion", "dominant_emotion",
+                             "scores", "detection_score"]
     assert face[0]["dominant_emotion"] == face[0]["emotion"]
     assert 0 < face[0]["detection_score"] <= 1
-    assert len(face[0]["box"]) == 4 and face[0]["emotion"] in face[0]["scores"]
-    assert "error" in records[1] and "missing.jpg" in records[1]["error"]
-    assert "error" in records[2] and "faces" not in records[2]
+    assert len(face[0]["box"]) == 4
+    assert face[0]["emotion"] in face[0]["scores"]
+    assert "error" in records[1]
+    assert "missing.jpg" in records[1]["error"]
+    assert "error" in records[2]
+    assert "faces" not in records[2]
 
 
 def test_predict_table_and_annotate(face_png, tmp_path, model_args, capsys, face_frame):
@@ -98,12 +105,14 @@ def test_predict_table_and_annotate(face_png, tmp_path, model_args, capsys, face
     assert main(["predict", str(face_png), str(blank), "--annotate", str(out_dir),
                  *model_args]) == 0
     out = capsys.readouterr().out
-    assert f"{face_png}: 1 face" in out and "confidence" in out
+    assert f"{face_png}: 1 face" in out
+    assert "confidence" in out
     assert f"{blank}: 0 faces (no face found)" in out
     written = sorted(p.name for p in out_dir.iterdir())
     assert written == ["blank.jpg", "face.png"]
     img = cv2.imread(str(out_dir / "face.png"))
-    assert img.shape == face_frame[0].shape and (img != face_frame[0]).any()
+    assert img.shape == face_frame[0].shape
+    assert (img != face_frame[0]).any()
 
 
 def test_missing_model_is_one_clear_error(face_png, tmp_path, capsys):
@@ -118,7 +127,9 @@ def test_model_by_pretrained_name(face_png, capsys, pretrained_loads):
     assert json.loads(capsys.readouterr().out)[0]["faces"]
     assert main(["predict", str(face_png), "--model", "no-such-model"]) == 1
     err = capsys.readouterr().err
-    assert "--model" in err and "no-such-model" in err and "ferplus-large" in err
+    assert "--model" in err
+    assert "no-such-model" in err
+    assert "ferplus-large" in err
 
 
 @pytest.fixture
@@ -138,9 +149,11 @@ def test_video_csv_and_output(short_video, tmp_path, model_args, capsys):
                  "--smoothing", "0.5", "--no-progress", *model_args]) == 0
     assert "5 frames, 5 faces" in capsys.readouterr().out
     rows = list(csv.DictReader(open(table, newline="")))
-    assert len(rows) == 5 and rows[0]["emotion"]
+    assert len(rows) == 5
+    assert rows[0]["emotion"]
     cap = cv2.VideoCapture(str(out))
-    assert cap.isOpened() and cap.read()[0]
+    assert cap.isOpened()
+    assert cap.read()[0]
     cap.release()
 
 
@@ -166,12 +179,13 @@ def test_video_display_without_a_window_toolkit(short_video, model_args, capsys,
     monkeypatch.setattr(_video_io, "_opencv_has_gui", lambda: False)  # headless OpenCV
     assert main(["video", str(short_video), "--display", *model_args]) == 1
     err = capsys.readouterr().err
-    assert "tkinter" in err and "python3-tk" in err
+    assert "tkinter" in err
+    assert "python3-tk" in err
 
 
 @pytest.fixture
 def image_folder(tmp_path, fer_sample):
-    """A tiny Kaggle-style folder (3 FER images per class) written to tmp."""
+    """Write a tiny Kaggle-style folder (3 FER images per class) to tmp; return it."""
     X, y = fer_sample
     root = tmp_path / "data"
     for label in sorted(set(y)):
@@ -188,7 +202,8 @@ def test_train_then_evaluate(image_folder, tmp_path, capsys):
                  str(model), "--quiet", "--seed", "0"]) == 0
     out = capsys.readouterr().out
     assert "training on 21 images of 7 classes" in out
-    assert "validation (21 images): accuracy" in out and model.is_file()
+    assert "validation (21 images): accuracy" in out
+    assert model.is_file()
     report_dir = tmp_path / "report"
     assert main(["evaluate", str(image_folder), "--model", str(model),
                  "--out", str(report_dir)]) == 0
@@ -223,7 +238,8 @@ def test_app_launches_streamlit(monkeypatch):
     assert main(["app", "--port", "8765", "--", "--server.headless", "true"]) == 0
     cmd = calls[0]
     assert cmd[:4] == [sys.executable, "-m", "streamlit", "run"]
-    assert cmd[4].endswith("streamlit_app.py") and (cli.app_path()).is_file()
+    assert cmd[4].endswith("streamlit_app.py")
+    assert (cli.app_path()).is_file()
     assert cmd[5:] == ["--server.address", "127.0.0.1", "--browser.gatherUsageStats",
                        "false", "--server.port", "8765", "--server.headless", "true"]
 
@@ -234,12 +250,13 @@ def test_help_states_the_real_defaults(capsys):
     for name in ("predict", "video", "webcam", "train", "evaluate", "app"):
         texts.append(parser._subparsers._group_actions[0].choices[name].format_help())
     text = " ".join(" ".join(texts).split())
-    assert "FaceDetector()'s default" not in text and "download" not in text.replace(
-        "no download", "")
+    assert "FaceDetector()'s default" not in text
+    assert "download" not in text.replace("no download", "")
     assert "the classifier's)" not in text
     assert "default: yunet, with its bundled model" in text
     assert "face_detection_yunet_2026may.onnx" in text
-    assert "default: 127.0.0.1" in text and "--verbose" in text
+    assert "default: 127.0.0.1" in text
+    assert "--verbose" in text
 
 
 def test_app_is_local_and_sends_no_statistics_unless_asked(monkeypatch):
@@ -270,7 +287,9 @@ def test_annotate_never_overwrites_an_input(face_png, model_args, capsys):
         code = main(["predict", str(face_png), "--annotate", str(face_png.parent),
                      *extra, *model_args])
         err = capsys.readouterr().err
-        assert code == 1 and "is the input" in err and "face.png" in err
+        assert code == 1
+        assert "is the input" in err
+        assert "face.png" in err
         assert face_png.read_bytes() == original
 
 
@@ -288,8 +307,10 @@ def test_annotate_same_names_and_existing_files(face_frame, tmp_path, model_args
     before = (out / "x.png").stat().st_mtime_ns
     assert main(args) == 1  # the outputs exist now: refused before any work
     captured = capsys.readouterr()
-    assert "already exists" in captured.err and "--overwrite" in captured.err
-    assert captured.out == "" and (out / "x.png").stat().st_mtime_ns == before
+    assert "already exists" in captured.err
+    assert "--overwrite" in captured.err
+    assert captured.out == ""
+    assert (out / "x.png").stat().st_mtime_ns == before
     assert main([*args, "--overwrite"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 3
     assert sorted(p.name for p in out.iterdir()) == ["x-1.png", "x.png", "x.ppm.png"]
@@ -327,8 +348,10 @@ def test_a_failing_write_is_one_files_error(face_frame, tmp_path, model_args, ca
     assert code == 1
     records = json.loads(captured.out)  # the JSON is still printed, for all three
     assert [r["path"] for r in records] == [str(small1), str(big), str(small2)]
-    assert "error" not in records[0] and "error" not in records[2]
-    assert "big.png" in records[1]["error"] and "faces" in records[1]
+    assert "error" not in records[0]
+    assert "error" not in records[2]
+    assert "big.png" in records[1]["error"]
+    assert "faces" in records[1]
     assert "1 of 3 image(s)" in captured.err
     assert sorted(p.name for p in out.iterdir()) == ["s1.jpg", "s2.jpg"]  # no temp file
 
@@ -364,13 +387,16 @@ def test_video_never_overwrites_its_input(short_mp4, tmp_path, model_args, capsy
         code = main(["video", str(short_mp4), option, str(tmp_path / "." / "same.mp4"),
                      "--no-progress", *extra, *model_args])
         err = capsys.readouterr().err
-        assert code == 1 and "is the input" in err and "same.mp4" in err
+        assert code == 1
+        assert "is the input" in err
+        assert "same.mp4" in err
         assert short_mp4.read_bytes() == original
     table = tmp_path / "faces.csv"
     table.write_text("mine")
     assert main(["video", str(short_mp4), "--csv", str(table), "--no-progress",
                  *model_args]) == 1
-    assert "already exists" in capsys.readouterr().err and table.read_text() == "mine"
+    assert "already exists" in capsys.readouterr().err
+    assert table.read_text() == "mine"
 
 
 def test_train_checks_its_output_before_training(image_folder, tmp_path, capsys):
@@ -378,13 +404,15 @@ def test_train_checks_its_output_before_training(image_folder, tmp_path, capsys)
            "--quiet"]
     assert main([*run, "--out", str(tmp_path / "model.h5")]) == 1
     captured = capsys.readouterr()
-    assert "model.h5" in captured.err and ".keras" in captured.err
+    assert "model.h5" in captured.err
+    assert ".keras" in captured.err
     assert "training on" not in captured.out  # refused before the data was even read
     existing = tmp_path / "model.keras"
     existing.write_bytes(b"an older model")
     assert main([*run, "--out", str(existing)]) == 1
     captured = capsys.readouterr()
-    assert "already exists" in captured.err and "training on" not in captured.out
+    assert "already exists" in captured.err
+    assert "training on" not in captured.out
     assert existing.read_bytes() == b"an older model"
     (tmp_path / "file").write_text("x")
     assert main([*run, "--out", str(tmp_path / "file" / "m.keras")]) == 1
@@ -398,8 +426,10 @@ def test_evaluate_checks_its_outputs_first(image_folder, tiny_model_path, tmp_pa
     assert main(["evaluate", str(image_folder), "--model", str(tiny_model_path),
                  "--out", str(report)]) == 1
     captured = capsys.readouterr()
-    assert "report.md" in captured.err and "already exists" in captured.err
-    assert captured.out == "" and (report / "report.md").read_text() == "my notes"
+    assert "report.md" in captured.err
+    assert "already exists" in captured.err
+    assert captured.out == ""
+    assert (report / "report.md").read_text() == "my notes"
 
 
 def test_sigterm_leaves_a_playable_mp4(tmp_path, fer_sample, face_ids, tiny_model_path,
@@ -430,9 +460,11 @@ def test_sigterm_leaves_a_playable_mp4(tmp_path, fer_sample, face_ids, tiny_mode
             proc.kill()
             proc.communicate()
     assert proc.returncode == 143, err
-    assert "SIGTERM" in err and "Traceback" not in err
+    assert "SIGTERM" in err
+    assert "Traceback" not in err
     n = len(lines.read_text().splitlines())
-    assert 3 <= n < 600 and count_frames(out) == n
+    assert 3 <= n < 600
+    assert count_frames(out) == n
 
 
 def test_video_skips_damaged_frames_and_says_so(tmp_path, model_args, capsys):
@@ -464,7 +496,9 @@ def test_quoted_glob_is_expanded(face_png, tmp_path, model_args, capsys):
     assert paths == [str(face_png), str(tmp_path / "face2.png")]
     assert main(["predict", str(tmp_path / "*.jpg"), *model_args]) == 1
     err = capsys.readouterr().err
-    assert one_line_error(err) and "no file matches the pattern" in err and "*.jpg" in err
+    assert one_line_error(err)
+    assert "no file matches the pattern" in err
+    assert "*.jpg" in err
 
 
 def test_mtcnn_without_its_package(face_png, tiny_model_path, capsys):
@@ -473,7 +507,8 @@ def test_mtcnn_without_its_package(face_png, tiny_model_path, capsys):
     assert main(["predict", str(face_png), "--detector", "mtcnn",
                  "--model", str(tiny_model_path)]) == 1
     err = capsys.readouterr().err
-    assert one_line_error(err) and 'pip install "fervision[mtcnn]"' in err
+    assert one_line_error(err)
+    assert 'pip install "fervision[mtcnn]"' in err
 
 
 def test_a_text_file_as_detector_model(face_png, tmp_path, tiny_model_path, capsys):
@@ -482,4 +517,6 @@ def test_a_text_file_as_detector_model(face_png, tmp_path, tiny_model_path, caps
     assert main(["predict", str(face_png), "--detector-model", str(fake),
                  "--model", str(tiny_model_path)]) == 1
     err = capsys.readouterr().err
-    assert one_line_error(err) and "notes.onnx" in err and "not an ONNX model" in err
+    assert one_line_error(err)
+    assert "notes.onnx" in err
+    assert "not an ONNX model" in err

@@ -17,7 +17,7 @@ def model_args(tiny_model_path, yunet_onnx):
             "--detector-model", str(yunet_onnx)]
 
 
-@pytest.mark.parametrize("key, error", [
+@pytest.mark.parametrize(("key", "error"), [
     ("wide_2x4000", None), ("wide_8x4000", None), ("wide_10x4000", None),  # no face
     ("huge_40000", "too large"), ("corrupt_bmp", "corrupt_header.bmp"),
 ])
@@ -33,8 +33,11 @@ def test_predict_one_bad_and_one_good_file(key, error, face_frame, tmp_path, mod
     assert len(records[1]["faces"]) == 1
     assert "Traceback" not in captured.err
     if error is None:
-        assert code == 0 and records[0]["faces"] == []
+        assert code == 0
+        assert records[0]["faces"] == []
     else:
-        assert code == 1 and "faces" not in records[0]
-        assert error in records[0]["error"] and bad.name in records[0]["error"]
+        assert code == 1
+        assert "faces" not in records[0]
+        assert error in records[0]["error"]
+        assert bad.name in records[0]["error"]
         assert bad.name in captured.err

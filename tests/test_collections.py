@@ -1,5 +1,8 @@
-"""Batch analysis of image collections in one process: finding the images, record
-files (JSON Lines and CSV), resuming after a crash or kill -9, and the CLI."""
+"""Batch analysis of image collections in one process.
+
+Finding the images, record files (JSON Lines and CSV), resuming after a crash or
+kill -9, and the CLI.
+"""
 
 from __future__ import annotations
 
@@ -40,10 +43,12 @@ def reference(tree, tmp_path_factory):
 def test_expand_paths_walks_folders_globs_and_files(tree):
     paths = expand_paths([tree])
     assert len(paths) == N_GOOD + len(BAD_FILES)  # notes.txt is not an image
-    assert paths == sorted(paths) and len(set(paths)) == len(paths)
+    assert paths == sorted(paths)
+    assert len(set(paths)) == len(paths)
     assert all(p.startswith(str(tree)) for p in paths)
     jpgs = expand_paths([f"{tree}/**/*.jpg"])
-    assert jpgs and all(p.endswith(".jpg") for p in jpgs)
+    assert jpgs
+    assert all(p.endswith(".jpg") for p in jpgs)
     assert set(jpgs) < set(paths)
     # Explicit files are kept even when missing or not images; duplicates appear once.
     missing = str(tree / "nope.jpg")
@@ -98,11 +103,13 @@ def test_records_round_trip(tmp_path, suffix):
     assert good == out.stat().st_size
 
 
-@pytest.mark.parametrize("suffix,cut", [(".jsonl", 7), (".csv", 5), (".csv", None)])
+@pytest.mark.parametrize(("suffix", "cut"), [(".jsonl", 7), (".csv", 5), (".csv", None)])
 def test_resume_drops_a_torn_last_record(tmp_path, suffix, cut):
-    """A write cut short (kill -9 or power loss inside it) leaves a partial record:
-    a partial line, or for CSV the first rows of a multi-face image; resuming
-    removes it and the path is written again, once."""
+    """A write cut short (kill -9 or power loss inside it) leaves a partial record.
+
+    A partial line, or for CSV the first rows of a multi-face image; resuming removes
+    it and the path is written again, once.
+    """
     out = tmp_path / f"r{suffix}"
     with RecordWriter(out, CLASSES) as w:
         w.open()
@@ -128,7 +135,7 @@ def test_resume_drops_a_torn_last_record(tmp_path, suffix, cut):
         w.write(RECORDS[0])
         w.write(RECORDS[3])
     records, _ = read_records(out)
-    assert records == RECORDS[1:3] + [RECORDS[0], RECORDS[3]]
+    assert records == [*RECORDS[1:3], RECORDS[0], RECORDS[3]]
 
 
 def test_resume_refuses_a_csv_of_other_classes(tmp_path):
@@ -171,13 +178,14 @@ def test_csv_output_holds_the_same_records(tree, reference, tmp_path):
     assert list(fervision.analyze_files(tree, out)) == records
     assert read_records(out)[0] == records
     header = out.read_text().splitlines()[0].split(",")
-    assert header[:3] == ["path", "n_faces", "face"] and header[-1] == "error"
+    assert header[:3] == ["path", "n_faces", "face"]
+    assert header[-1] == "error"
 
 
 def test_resume_appends_only_missing_paths(tree, reference, tmp_path):
     import fervision
 
-    paths, records, data = reference
+    paths, _records, data = reference
     out = tmp_path / "r.jsonl"
     lines = data.splitlines(keepends=True)
     out.write_bytes(b"".join(lines[:11]) + lines[11][:25])  # 11 records and a torn one
@@ -188,8 +196,10 @@ def test_resume_appends_only_missing_paths(tree, reference, tmp_path):
 
 
 class _FailsOnWideImages(FaceDetector):
-    """YuNet, except that detection fails with OverflowError on images 301 px wide (as
-    OpenCV's arithmetic does on some extreme shapes)."""
+    """YuNet, except that detection fails with OverflowError on images 301 px wide.
+
+    As OpenCV's arithmetic does on some extreme shapes.
+    """
 
     def detect(self, image):
         if image.shape[1] == 301:
@@ -208,7 +218,8 @@ def test_a_detection_failure_is_one_error_record(tmp_path, yunet_onnx):
     records = list(fervision.analyze_files(
         tmp_path, detector=_FailsOnWideImages(backend="yunet", model_path=yunet_onnx)))
     assert [r["path"] for r in records] == [str(good), str(tmp_path / "b.png")]
-    assert records[0]["faces"] and "error" not in records[0]
+    assert records[0]["faces"]
+    assert "error" not in records[0]
     assert "b.png: face detection failed" in records[1]["error"]
     assert "OverflowError" in records[1]["error"]
 
@@ -237,15 +248,18 @@ def test_cli_predict_output(tree, reference, tmp_path, capsys):
     # A finished file is not replaced by accident; --overwrite replaces it.
     out.write_bytes(b"keep")
     assert main(["predict", str(tree), "--output", str(out), "--no-progress"]) == 2
-    assert out.read_bytes() == b"keep" and "--overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == b"keep"
+    assert "--overwrite" in capsys.readouterr().err
     assert main(["predict", str(tree), "--output", str(out), "--overwrite",
                  "--no-progress"]) == EXIT_FAILED
     assert out.read_bytes() == data
 
 
 def test_cli_resume_after_kill_9(tree, tmp_path):
-    """A real ``kill -9`` in the middle of a run, then ``--resume``: every path once,
-    the same records as an uninterrupted run with the same batch size."""
+    """A real ``kill -9`` in the middle of a run, then ``--resume``.
+
+    Every path once, the same records as an uninterrupted run with the same batch size.
+    """
     import fervision
     from fervision.apps.cli import EXIT_FAILED, main
 

@@ -25,13 +25,17 @@ def fer():
 
 def test_detect_emotions_has_fers_shape(fer):
     result = fer.detect_emotions(cv2.imread(str(PHOTO)))
-    assert isinstance(result, list) and len(result) >= 1
+    assert isinstance(result, list)
+    assert len(result) >= 1
     face = result[0]
     assert set(face) == {"box", "emotions"}
-    assert len(face["box"]) == 4 and all(type(v) is int for v in face["box"])
+    assert len(face["box"]) == 4
+    assert all(type(v) is int for v in face["box"])
     assert list(face["emotions"]) == FER_LABELS == list(EMOTIONS)
     for v in face["emotions"].values():
-        assert type(v) is float and v == round(v, 2) and 0 <= v <= 1
+        assert type(v) is float
+        assert v == round(v, 2)
+        assert 0 <= v <= 1
     assert sum(face["emotions"].values()) == pytest.approx(1, abs=0.05)
     assert fer.emotions == result  # fer keeps the last result
 
@@ -39,7 +43,8 @@ def test_detect_emotions_has_fers_shape(fer):
 def test_top_emotion_and_no_face(fer):
     name, score = fer.top_emotion(str(PHOTO))
     scores = fer.detect_emotions(str(PHOTO))[0]["emotions"]
-    assert name == max(scores, key=scores.get) and score == scores[name]
+    assert name == max(scores, key=scores.get)
+    assert score == scores[name]
     blank = np.full((240, 320, 3), 127, np.uint8)
     assert fer.detect_emotions(blank) == []
     assert fer.top_emotion(blank) == (None, None)
@@ -61,7 +66,7 @@ def test_given_face_rectangles_are_classified(fer):
     assert list(again[0]["emotions"]) == FER_LABELS
 
 
-@pytest.mark.parametrize("kwargs, match", [
+@pytest.mark.parametrize(("kwargs", "match"), [
     ({"scale_factor": 1.0}, "scale_factor"),
     ({"min_face_size": 0}, "min_face_size"),
     ({"min_neighbors": -1}, "min_neighbors"),
@@ -87,6 +92,7 @@ def test_same_shape_as_the_real_fer_package():
         pytest.skip(f"fer does not import here: {err}")
     img = cv2.imread(str(PHOTO))
     theirs, ours = RealFER().detect_emotions(img), FER().detect_emotions(img)
-    assert theirs and ours
+    assert theirs
+    assert ours
     assert list(theirs[0]["emotions"]) == list(ours[0]["emotions"])
     assert len(theirs[0]["box"]) == len(ours[0]["box"]) == 4

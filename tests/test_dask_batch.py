@@ -1,5 +1,8 @@
-"""Batch analysis on a Dask cluster (two worker processes, one thread each) and
-``dask_ml.wrappers.ParallelPostFit`` predicting on a Dask array of face crops."""
+"""Batch analysis on a Dask cluster, and ``ParallelPostFit`` on face crops.
+
+Two worker processes, one thread each; ``dask_ml.wrappers.ParallelPostFit`` predicting
+on a Dask array of face crops.
+"""
 
 from __future__ import annotations
 
@@ -104,7 +107,8 @@ def test_parallel_post_fit_on_dask_array_of_crops(client, fer_sample):
     with distributed.get_task_stream(client) as stream:
         proba = wrapped.predict_proba(dX)
         labels = wrapped.predict(dX)
-        assert isinstance(proba, da.Array) and isinstance(labels, da.Array)
+        assert isinstance(proba, da.Array)
+        assert isinstance(labels, da.Array)
         proba, labels = proba.compute(), labels.compute()
     assert {t["worker"] for t in stream.data}  # computed on the cluster
     assert proba.shape == (40, len(clf.classes_))

@@ -17,7 +17,8 @@ def test_bundled_model_loads_offline_and_names_emotions(rng):
     resolve_tta(clf.tta)  # a mode this version understands
     crops = rng.integers(0, 256, (3, 48, 48), dtype=np.uint8)
     pred = clf.predict(crops)
-    assert pred.shape == (3,) and set(pred) <= set(EMOTIONS)
+    assert pred.shape == (3,)
+    assert set(pred) <= set(EMOTIONS)
     proba = clf.predict_proba(crops)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
 
@@ -62,7 +63,8 @@ def test_each_pretrained_model_loads_and_says_what_it_is():
     assert names[:3] == BUNDLED
     for name in BUNDLED:
         info = pretrained_info(name)
-        assert info.trained_on and info.description
+        assert info.trained_on
+        assert info.description
         clf = EmotionClassifier.from_pretrained(name)
         assert sorted(clf.classes_) == sorted(EMOTIONS)
         assert n_members(clf.model_) == 1  # one network, one pass per face

@@ -1,5 +1,7 @@
-"""fervision.faces.detection: Face, FaceDetector (YuNet / Haar / MTCNN), crops and the
-scikit-learn transformer, on real faces (tests/data/astronaut.jpg and FER2013)."""
+"""fervision.faces.detection on real faces (tests/data/astronaut.jpg and FER2013).
+
+Face, FaceDetector (YuNet / Haar / MTCNN), crops and the scikit-learn transformer.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def yunet(yunet_onnx):
 
 
 def fer_scene(face48, side=176, canvas=256, value=128):
-    """A tight 48x48 FER crop, padded with its own border, upscaled on a plain canvas."""
+    """Return a tight 48x48 FER crop, padded with its own border, upscaled on a canvas."""
     padded = cv2.copyMakeBorder(face48, 16, 16, 16, 16, cv2.BORDER_REPLICATE)
     face = cv2.resize(padded, (side, side), interpolation=cv2.INTER_CUBIC)
     image = np.full((canvas, canvas), value, np.uint8)
@@ -65,8 +67,10 @@ def ncc(a, b):
 # --------------------------------------------------------------------------- Face
 def test_face_coerces_and_validates():
     face = Face((1.6, 2.2, 30.0, 40.4), np.float32(0.5), np.zeros((5, 2)))
-    assert face.box == (2, 2, 30, 40) and all(type(v) is int for v in face.box)
-    assert type(face.score) is float and face.area == 1200
+    assert face.box == (2, 2, 30, 40)
+    assert all(type(v) is int for v in face.box)
+    assert type(face.score) is float
+    assert face.area == 1200
     assert face.landmarks.dtype == np.float32
     with pytest.raises(ValueError, match=r"\(5, 2\)"):
         Face((0, 0, 1, 1), 1.0, np.zeros((4, 2)))
@@ -108,24 +112,29 @@ def test_yunet_finds_astronaut_face_with_landmarks(yunet, astronaut):
     assert len(faces) == 1
     face = faces[0]
     x, y, w, h = face.box
-    assert 150 < x + w / 2 < 260 and 80 < y + h / 2 < 160  # face centre of the NASA photo
+    assert 150 < x + w / 2 < 260  # face centre of the NASA photo
+    assert 80 < y + h / 2 < 160
     assert face.score > 0.6
     lm = face.landmarks
     # Order: right eye, left eye, nose tip, right / left mouth corner (subject's sides).
-    assert lm[0, 0] < lm[1, 0] and lm[3, 0] < lm[4, 0]
+    assert lm[0, 0] < lm[1, 0]
+    assert lm[3, 0] < lm[4, 0]
     assert max(lm[0, 1], lm[1, 1]) < lm[2, 1] < min(lm[3, 1], lm[4, 1])
     assert np.all((lm >= [x, y]) & (lm <= [x + w, y + h]))
     # Grayscale input works too and finds the same face.
     gray_faces = yunet.detect(cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY))
-    assert len(gray_faces) == 1 and abs(gray_faces[0].box[0] - x) < 10
+    assert len(gray_faces) == 1
+    assert abs(gray_faces[0].box[0] - x) < 10
 
 
 def test_haar_finds_astronaut_face(astronaut):
     faces = FaceDetector(backend="haar").detect(astronaut)
     assert len(faces) == 1
     x, y, w, h = faces[0].box
-    assert 150 < x + w / 2 < 260 and 80 < y + h / 2 < 160
-    assert faces[0].landmarks is None and faces[0].score == 1.0
+    assert 150 < x + w / 2 < 260
+    assert 80 < y + h / 2 < 160
+    assert faces[0].landmarks is None
+    assert faces[0].score == 1.0
 
 
 @pytest.mark.parametrize("backend", ["yunet", "haar"])
@@ -151,7 +160,8 @@ def test_largest_first_max_faces_and_min_size(yunet, fer_sample):
     image[60:170, 260:370] = small
     faces = yunet.detect(image)
     assert len(faces) == 2
-    assert faces[0].area > faces[1].area and faces[0].box[0] < 200
+    assert faces[0].area > faces[1].area
+    assert faces[0].box[0] < 200
     assert len(clone(yunet).set_params(max_faces=1).detect(image)) == 1
     assert clone(yunet).set_params(min_face_size=500).detect(image) == []
 
@@ -167,9 +177,11 @@ def test_no_face_on_blank_and_noise(backend, yunet_onnx, rng):
 def test_crop_and_crops_shapes(yunet, astronaut):
     faces = yunet.detect(astronaut)
     crop = yunet.crop(astronaut, faces[0])
-    assert crop.shape == (48, 48) and crop.dtype == np.uint8
+    assert crop.shape == (48, 48)
+    assert crop.dtype == np.uint8
     stacked = clone(yunet).set_params(output_size=64).crops(astronaut, faces + faces)
-    assert stacked.shape == (2, 64, 64) and stacked.dtype == np.uint8
+    assert stacked.shape == (2, 64, 64)
+    assert stacked.dtype == np.uint8
     assert yunet.crops(astronaut, []).shape == (0, 48, 48)
 
 
@@ -178,7 +190,8 @@ def test_crop_outside_image_pads_with_replicated_border():
     image[:, :50] = 10  # left half dark: replicate keeps it, zero padding would add 0s
     crop = FaceDetector(margin=0.5, align=False).crop(image, Face((-30, 70, 60, 60), 1.0))
     assert crop.shape == (48, 48)
-    assert set(np.unique(crop)) <= set(range(10, 201)) and crop.min() == 10
+    assert set(np.unique(crop)) <= set(range(10, 201))
+    assert crop.min() == 10
 
 
 def test_alignment_makes_eyes_horizontal(yunet, astronaut):
@@ -238,12 +251,13 @@ def test_transform_largest_face_and_no_face_center(yunet, astronaut):
     assert detector.fit([astronaut]) is detector
     with pytest.warns(NoFaceWarning, match=r"1 of 3 image\(s\) \(indices 1\)"):
         out = detector.transform([astronaut, blank, cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)])
-    assert out.shape == (3, 48, 48) and out.dtype == np.uint8
+    assert out.shape == (3, 48, 48)
+    assert out.dtype == np.uint8
     np.testing.assert_array_equal(detector.no_face_mask_, [False, True, False])
     assert np.all(out[1] == 220)  # centre square crop of the blank image
     np.testing.assert_array_equal(out[0], detector.crop(astronaut, detector.detect(astronaut)[0]))
     with pytest.warns(NoFaceWarning):
-        crops, found = detector.crop_largest([astronaut, blank])
+        _crops, found = detector.crop_largest([astronaut, blank])
     np.testing.assert_array_equal(found, [True, False])
 
 
@@ -299,7 +313,8 @@ def test_a_user_made_detector_is_safe_to_share_between_threads(yunet_onnx, astro
     assert wrong == []
     # The lock is per instance and is neither pickled nor cloned.
     again = pickle.loads(pickle.dumps(detector))
-    assert "_lock" not in vars(clone(detector)) and again.detect(images[0]) is not None
+    assert "_lock" not in vars(clone(detector))
+    assert again.detect(images[0]) is not None
 
 
 def test_transform_validates_every_image_before_detecting(yunet, astronaut, tmp_path, monkeypatch):
@@ -336,7 +351,8 @@ def test_clone_and_pickle_drop_the_cached_detector(yunet, astronaut):
     assert restored.get_params() == detector.get_params()
     np.testing.assert_array_equal(restored.transform([astronaut]), before)
     cloned = clone(detector)
-    assert not hasattr(cloned, "_engine") and cloned.get_params()["margin"] == 0.2
+    assert not hasattr(cloned, "_engine")
+    assert cloned.get_params()["margin"] == 0.2
 
 
 def test_set_params_rebuilds_the_detector(yunet, astronaut):
@@ -409,7 +425,7 @@ def test_yunet_2023mar_is_fetched_and_verified(tmp_path, monkeypatch, yunet_onnx
 
 
 def test_missing_model_path_is_named(astronaut, tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothere.onnx"):
+    with pytest.raises(FileNotFoundError, match=r"nothere\.onnx"):
         FaceDetector(model_path=tmp_path / "nothere.onnx").detect(astronaut)
 
 
@@ -429,7 +445,8 @@ def test_pipeline_with_emotion_classifier(yunet_onnx, fer_sample):
         warnings.simplefilter("ignore", NoFaceWarning)  # a miss is allowed here
         pipe.fit(images, labels)
         pred = pipe.predict(images[:3])
-    assert len(pred) == 3 and set(pred) <= set(pipe.classes_)
+    assert len(pred) == 3
+    assert set(pred) <= set(pipe.classes_)
 
 
 def test_box_iou():

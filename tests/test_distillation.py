@@ -43,7 +43,8 @@ def test_teacher_probabilities_are_cached_by_content(tmp_path):
     t = Counting()
     cache = tmp_path / "teacher.npz"
     first = teacher_probabilities(t, X, cache=cache, batch_size=4)
-    assert t.calls == 3 and cache.is_file()
+    assert t.calls == 3
+    assert cache.is_file()
     again = teacher_probabilities(t, X, cache=cache)
     assert t.calls == 3  # read back, not recomputed
     np.testing.assert_array_equal(first, again)
@@ -59,7 +60,8 @@ def test_the_teacher_pass_shows_progress_when_asked(capsys):
     assert "teacher" not in capsys.readouterr().err
     teacher_probabilities(Counting(), X, batch_size=4, progress=True)
     err = capsys.readouterr().err
-    assert "teacher" in err and "10/10" in err
+    assert "teacher" in err
+    assert "10/10" in err
 
 
 def test_a_foreign_file_is_never_replaced(tmp_path):
@@ -74,7 +76,8 @@ def test_a_foreign_file_is_never_replaced(tmp_path):
 def test_soften_and_mix():
     p = np.array([[0.9, 0.1]])
     np.testing.assert_allclose(soften(p, 1.0), p, rtol=1e-6)
-    assert soften(p, 4.0)[0, 0] < 0.9 and soften(p, 4.0).sum() == pytest.approx(1)
+    assert soften(p, 4.0)[0, 0] < 0.9
+    assert soften(p, 4.0).sum() == pytest.approx(1)
     with pytest.raises(ValueError, match="temperature"):
         soften(p, 0)
     # teacher columns (sad, happy) are matched to the student's (happy, sad) by name
@@ -158,7 +161,8 @@ def test_consistent_targets_follow_the_augmented_view():
     batches = [(a.numpy(), t.numpy()) for a, t in out]
     seen = np.concatenate([a for a, _ in batches])
     targets = np.concatenate([t for _, t in batches])
-    assert seen.shape == x.shape and not np.allclose(seen, x)  # augmented
+    assert seen.shape == x.shape
+    assert not np.allclose(seen, x)  # augmented
     p = teacher.predict(seen, verbose=0)[:, [1, 2, 0]]  # the teacher on that very view
     np.testing.assert_allclose(targets, 0.7 * p + 0.3 * y, atol=1e-5)
     # a second pass draws new views, and new targets with them

@@ -42,7 +42,8 @@ def test_grid_search_runs_on_dask_workers():
         ran_on = {task["worker"] for task in stream.data}
 
     # 2 candidates x 2 folds fitted on the cluster's worker processes.
-    assert ran_on and ran_on <= workers
+    assert ran_on
+    assert ran_on <= workers
     n_tasks = len(stream.data)
     assert n_tasks >= 4, f"only {n_tasks} tasks ran on the cluster"
     assert search.best_params_ in [{"learning_rate": lr} for lr in grid["learning_rate"]]

@@ -1,5 +1,7 @@
-"""crop_pct: the centre crop a classifier predicts on (fervision.nn.eval_crop), the same
-in predict_proba, in exported models and in distillation caches."""
+"""crop_pct: the centre crop a classifier predicts on (fervision.nn.eval_crop).
+
+The same in predict_proba, in exported models and in distillation caches.
+"""
 
 from __future__ import annotations
 
@@ -20,14 +22,15 @@ from fervision.nn.eval_crop import (
 )
 
 
-@pytest.mark.parametrize("size, crop_pct, side", [(48, 0.9, 54), (48, 1.0, 48), (48, 0.96, 50),
-                                                  (16, 0.9, 18), (48, 0.99, 48)])
+@pytest.mark.parametrize(("size", "crop_pct", "side"), [(48, 0.9, 54), (48, 1.0, 48),
+                                                        (48, 0.96, 50), (16, 0.9, 18),
+                                                        (48, 0.99, 48)])
 def test_resize_side_keeps_the_crop_centred(size, crop_pct, side):
     assert resize_side(size, crop_pct) == side
     assert (side - size) % 2 == 0  # the same margin on each side
 
 
-@pytest.mark.parametrize("crop_pct, augment, expected", [
+@pytest.mark.parametrize(("crop_pct", "augment", "expected"), [
     ("auto", True, 0.9),             # build_augmentation's default crop of 0.1
     ("auto", {"crop": 0.2}, 0.8),
     ("auto", {"zoom": 0.2}, 0.9),    # a dict without "crop": the default crop
@@ -53,7 +56,8 @@ def test_center_crop_enlarges_the_centre():
     X = np.zeros((2, 16, 16, 1), np.float32)
     X[:, 4:12, 4:12] = 1.0
     out = center_crop(X, 0.8)
-    assert out.shape == X.shape and out.dtype == X.dtype
+    assert out.shape == X.shape
+    assert out.dtype == X.dtype
     assert 90 < (out[0, :, :, 0] > 0.5).sum() < 110  # 100 = 10 x 10
     np.testing.assert_allclose(out[..., 0], out[..., 0].transpose(0, 2, 1), atol=1e-6)
     np.testing.assert_allclose(out, out[:, ::-1, ::-1], atol=1e-6)  # still centred

@@ -86,7 +86,8 @@ def test_lighting_keeps_the_rows_of_models_not_measured_again(test_sets, tiny_mo
     rows = saved["results"][str(tiny_model_path)]  # measured again
     assert set(rows) == set(tool.CONDITIONS)
     assert all(0 <= r["plain"] <= 1 and 0 <= r["clahe"] <= 1 for r in rows.values())
-    assert (out / "lighting.png").is_file() and (out / "lighting-examples.png").is_file()
+    assert (out / "lighting.png").is_file()
+    assert (out / "lighting-examples.png").is_file()
     # figures on another test set are not mixed in
     (out / "lighting.json").write_text(json.dumps(
         {"data": "FER2013Valid", "images": 99, "results": {"other": other}}))
@@ -100,7 +101,7 @@ def test_lighting_refuses_an_out_file_it_did_not_write(tmp_path):
     out = tmp_path / "lighting"
     out.mkdir()
     (out / "lighting.json").write_text("my notes, not JSON")
-    with pytest.raises(SystemExit, match="not a lighting.json"):
+    with pytest.raises(SystemExit, match=r"not a lighting\.json"):
         tool.main(["--model", "default", "--data", str(tmp_path / "nowhere"),
                    "--out", str(out)])
     assert (out / "lighting.json").read_text() == "my notes, not JSON"

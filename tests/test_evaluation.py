@@ -1,11 +1,15 @@
-"""Tests for fervision.data.evaluation: numbers equal scikit-learn's, figures are real PNGs,
-saving is atomic, bad input is refused."""
+"""Tests for fervision.data.evaluation.
+
+Numbers equal scikit-learn's, figures are real PNGs, saving is atomic, bad input is
+refused.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -89,7 +93,8 @@ def test_evaluate_with_sklearn_estimator(rng):
     y = np.array(["neutral"] * 20 + ["fear"] * 20)
     clf = LogisticRegression().fit(X, y)
     report = evaluate(clf, X, y)
-    assert report.accuracy == 1.0 and report.macro_f1 == 1.0
+    assert report.accuracy == 1.0
+    assert report.macro_f1 == 1.0
     assert report.labels == ["fear", "neutral"]
     dummy = DummyClassifier(strategy="most_frequent").fit(X[:30], y[:30])  # always neutral
     report = evaluate(dummy, X, y)
@@ -105,7 +110,8 @@ def test_evaluate_shows_progress_on_many_samples(rng, capsys):
     assert capsys.readouterr().err == ""
     report = evaluate(clf, X, y)  # 300 > PROGRESS_MIN_SAMPLES: a bar by default
     err = capsys.readouterr().err
-    assert "evaluating" in err and "300/300" in err
+    assert "evaluating" in err
+    assert "300/300" in err
     np.testing.assert_array_equal(report.confusion_matrix, quiet.confusion_matrix)  # chunked
     evaluate(clf, X[:20], y[:20])  # few samples: no bar
     assert capsys.readouterr().err == ""
@@ -164,7 +170,8 @@ def test_markdown_and_str():
 def test_plot_confusion_matrix_png(normalize):
     fig = plot_confusion_matrix(Y_TRUE, Y_PRED, normalize=normalize)
     data = _png_bytes(fig)
-    assert data.startswith(PNG_MAGIC) and len(data) > 1000
+    assert data.startswith(PNG_MAGIC)
+    assert len(data) > 1000
     ax = fig.axes[0]
     texts = [t.get_text() for t in ax.texts]
     if normalize == "true":
@@ -194,7 +201,8 @@ def test_save_writes_three_files_atomically(tmp_path):
                             ).to_markdown() == report.to_markdown()
     assert "| sad |" in paths["markdown"].read_text()
     png = paths["confusion_matrix"].read_bytes()
-    assert png.startswith(PNG_MAGIC) and len(png) > 1000
+    assert png.startswith(PNG_MAGIC)
+    assert len(png) > 1000
 
 
 def test_save_failure_leaves_no_partial_file(tmp_path, monkeypatch):
@@ -233,7 +241,7 @@ def test_plot_history_dict():
 
 def test_plot_history_keras_history_and_csv(tmp_path):
     class History:  # what keras.callbacks.History exposes
-        history = {"loss": [1.0, 0.5], "acc": [0.3, 0.6]}
+        history: ClassVar[dict[str, list[float]]] = {"loss": [1.0, 0.5], "acc": [0.3, 0.6]}
 
     assert _lines(plot_history(History()))["accuracy"] == [("training", [0.3, 0.6])]
     path = tmp_path / "log.csv"
@@ -247,11 +255,11 @@ def test_plot_history_keras_history_and_csv(tmp_path):
 
 
 def test_plot_history_bad_input(tmp_path):
-    with pytest.raises(ValueError, match="neither loss nor accuracy.*mae"):
+    with pytest.raises(ValueError, match=r"neither loss nor accuracy.*mae"):
         plot_history({"mae": [1.0]})
     with pytest.raises(ValueError, match="neither loss nor accuracy"):
         plot_history({})
-    with pytest.raises(FileNotFoundError, match="nope.csv"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.csv"):
         plot_history(tmp_path / "nope.csv")
     bad = tmp_path / "bad.csv"
     bad.write_text("epoch,loss\n0,oops\n")

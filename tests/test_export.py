@@ -1,5 +1,8 @@
-"""Export to SavedModel / TFLite / ONNX: each artifact, run through its own runtime,
-reproduces the Keras classifier's probabilities; outputs are atomic."""
+"""Export to SavedModel / TFLite / ONNX.
+
+Each artifact, run through its own runtime, reproduces the Keras classifier's
+probabilities; outputs are atomic.
+"""
 
 from __future__ import annotations
 
@@ -43,7 +46,8 @@ def fitted():
 def _reference(clf, X):
     proba = clf.predict_proba(X)
     inputs = check_images(X, SIZE)  # the documented preprocessing: (N, S, S, 1) float 0-1
-    assert inputs.shape == (len(X), SIZE, SIZE, 1) and inputs.dtype == np.float32
+    assert inputs.shape == (len(X), SIZE, SIZE, 1)
+    assert inputs.dtype == np.float32
     return proba, inputs
 
 
@@ -100,7 +104,8 @@ def test_savedmodel_matches_keras(fitted, exported):
     clf, X = fitted
     ref, inputs = _reference(clf, X)
     out = exported[1]["savedmodel"]
-    assert out.name == "sm" and (out / "saved_model.pb").is_file()
+    assert out.name == "sm"
+    assert (out / "saved_model.pb").is_file()
     meta = _check_sidecar(out, clf, "savedmodel")
     assert meta["backbone"] == "fernet_tiny"
     # augment=True, crop_pct="auto": the graph crops, so consumers feed the whole face
@@ -150,7 +155,8 @@ def test_onnx_matches_keras(fitted, tmp_path):
     _check_sidecar(out, clf, "onnx")
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     (inp,) = session.get_inputs()
-    assert inp.name == "image" and inp.shape[1:] == [SIZE, SIZE, 1]
+    assert inp.name == "image"
+    assert inp.shape[1:] == [SIZE, SIZE, 1]
     proba = session.run(None, {"image": inputs})[0]
     np.testing.assert_allclose(proba, ref, atol=1e-5)
     _same_classes(proba, ref)
@@ -172,7 +178,8 @@ def test_existing_target_needs_overwrite(fitted, tmp_path, monkeypatch):
     target.write_bytes(b"old")
     with pytest.raises(FileExistsError, match="overwrite=True"):
         export_model(clf, target, "tflite")
-    assert target.read_bytes() == b"old" and not metadata_path(target).exists()
+    assert target.read_bytes() == b"old"
+    assert not metadata_path(target).exists()
 
     # The conversion itself is tested above; here only replacing matters, so a fast
     # stand-in converter writes the new file.
@@ -184,7 +191,7 @@ def test_existing_target_needs_overwrite(fitted, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite", "m.tflite.json"]
 
 
-@pytest.mark.parametrize("tta, views", [(True, 2), ("crops", 12)])
+@pytest.mark.parametrize(("tta", "views"), [(True, 2), ("crops", 12)])
 def test_sidecar_states_the_test_time_augmentation(fitted, tmp_path, monkeypatch, tta, views):
     from sklearn.base import clone
 

@@ -58,16 +58,18 @@ def test_a_planted_symlink_is_never_written_through(tmp_path):
         (out / name).symlink_to(victim)
     atomic_write(out / "a.jpg", lambda fh: fh.write(b"image"))
     assert victim.read_text() == "precious"
-    assert (out / "a.jpg").read_bytes() == b"image" and not (out / "a.jpg").is_symlink()
+    assert (out / "a.jpg").read_bytes() == b"image"
+    assert not (out / "a.jpg").is_symlink()
     (out / "b.jpg").symlink_to(victim)  # replacing a link replaces the link only
     atomic_write(out / "b.jpg", lambda fh: fh.write(b"b"))
-    assert victim.read_text() == "precious" and (out / "b.jpg").read_bytes() == b"b"
+    assert victim.read_text() == "precious"
+    assert (out / "b.jpg").read_bytes() == b"b"
 
 
 def test_overwrite_false_refuses_an_existing_file(tmp_path):
     path = tmp_path / "a.png"
     path.write_bytes(b"mine")
-    with pytest.raises(FileExistsError, match="a.png"):
+    with pytest.raises(FileExistsError, match=r"a\.png"):
         atomic_write(path, lambda fh: fh.write(b"new"), overwrite=False)
     link = tmp_path / "dangling"
     link.symlink_to(tmp_path / "nowhere")
@@ -86,13 +88,13 @@ def test_overwrite_false_loses_a_race_without_clobbering(tmp_path, monkeypatch):
         path.write_bytes(b"theirs")
         fh.write(b"mine")
 
-    with pytest.raises(FileExistsError, match="a.png"):
+    with pytest.raises(FileExistsError, match=r"a\.png"):
         atomic_write(path, write, overwrite=False)
     assert path.read_bytes() == b"theirs"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
 
 
-@pytest.mark.parametrize("setup, kwargs, exc, match", [
+@pytest.mark.parametrize(("setup", "kwargs", "exc", "match"), [
     (lambda d: (d / "x.csv").write_text("x"), {}, FileExistsError, "already exists"),
     (lambda d: (d / "x.csv").mkdir(), {"overwrite": True}, ValueError, "is a folder"),
     (lambda d: None, {"suffixes": {".keras"}}, ValueError, "extension '.csv'"),

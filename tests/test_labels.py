@@ -16,7 +16,7 @@ def test_canonical_names_map_to_themselves(name):
     assert canonical_emotion(name) == name
 
 
-@pytest.mark.parametrize("spelling, name", [
+@pytest.mark.parametrize(("spelling", "name"), [
     ("Anger", "angry"), ("mad", "angry"),
     ("Disgusted", "disgust"), ("contempt_disgust", "disgust"),
     ("contempt-disgust", "disgust"), ("Contempt Disgust", "disgust"),

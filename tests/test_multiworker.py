@@ -1,5 +1,8 @@
-"""Training beyond one machine: MultiWorkerMirroredStrategy with two real worker
-processes on 127.0.0.1, configured through ``TF_CONFIG`` as on real machines."""
+"""Training beyond one machine with MultiWorkerMirroredStrategy.
+
+Two real worker processes on 127.0.0.1, configured through ``TF_CONFIG`` as on real
+machines.
+"""
 
 from __future__ import annotations
 
@@ -85,7 +88,8 @@ def test_two_workers_train_one_model(tmp_path):
         # Two workers with one CPU replica each: gradients were all-reduced over both.
         assert r["multiworker"]
         assert r["replicas"] == 2
-        assert len(r["loss"]) == 3 and all(np.isfinite(r["loss"]))
+        assert len(r["loss"]) == 3
+        assert all(np.isfinite(r["loss"]))
     # Synchronous data parallelism: both workers saw the same global loss each epoch
     # and ended with the same weights.
     np.testing.assert_allclose(reports[0]["loss"], reports[1]["loss"], rtol=1e-5)

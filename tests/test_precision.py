@@ -45,7 +45,7 @@ def test_rounds_to_nearest_bfloat16_and_keeps_float32():
 
 
 def test_rejects_what_is_not_a_keras_model():
-    with pytest.raises(TypeError, match="keras.Model, got list"):
+    with pytest.raises(TypeError, match=r"keras\.Model, got list"):
         round_weights_to_bfloat16([np.zeros(3, np.float32)])
 
 

@@ -26,7 +26,8 @@ def test_grayscale_shapes_give_the_same_output(rng):
     img = rng.integers(0, 256, size=(2, 48, 48), dtype=np.uint8)
     a = check_images(img)
     b = check_images(img[..., None])
-    assert a.shape == (2, 48, 48, 1) and a.dtype == np.float32
+    assert a.shape == (2, 48, 48, 1)
+    assert a.dtype == np.float32
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(a[..., 0], img / 255.0, atol=1e-6)
 
@@ -48,14 +49,16 @@ def test_rgb_uses_bt601_luma():
 def test_any_size_is_resized(rng):
     out = check_images(rng.random((3, 100, 70)), 48)
     assert out.shape == (3, 48, 48, 1)
-    assert 0.0 <= out.min() and out.max() <= 1.0
+    assert 0.0 <= out.min()
+    assert out.max() <= 1.0
 
 
 def test_ragged_list_and_object_array_of_images():
     imgs = [np.zeros((10, 12), np.uint8), np.full((30, 20, 3), 255, np.uint8)]
     out = check_images(imgs, 16)
     assert out.shape == (2, 16, 16, 1)
-    assert out[0].max() == 0.0 and out[1].min() == pytest.approx(1.0)
+    assert out[0].max() == 0.0
+    assert out[1].min() == pytest.approx(1.0)
     obj = np.empty(2, dtype=object)
     obj[0], obj[1] = imgs
     np.testing.assert_array_equal(check_images(obj, 16), out)
@@ -78,7 +81,7 @@ def test_object_table_of_numbers_is_converted_and_bad_cell_named_by_numpy():
     np.testing.assert_array_equal(check_images(X.astype(object), 8), check_images(X, 8))
     bad = X.astype(object)
     bad[0, 0] = {"foo": "bar"}
-    with pytest.raises(TypeError, match="argument must be .* string.* number"):
+    with pytest.raises(TypeError, match=r"argument must be .* string.* number"):
         check_images(bad, 8)
 
 
@@ -95,11 +98,12 @@ def test_resize_gray_keeps_size_and_range():
     for size in (8, 48, 200):
         out = resize_gray(img, size)
         assert out.shape == (size, size)
-        assert out.min() >= -1e-6 and out.max() <= 1 + 1e-6
+        assert out.min() >= -1e-6
+        assert out.max() <= 1 + 1e-6
 
 
 # ----------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("bad, where", [(np.nan, "X[1]"), (np.inf, "X[1]"), (-np.inf, "X[1]")])
+@pytest.mark.parametrize(("bad", "where"), [(np.nan, "X[1]"), (np.inf, "X[1]"), (-np.inf, "X[1]")])
 def test_nan_and_inf_name_the_image(bad, where):
     X = np.zeros((3, 5, 5))
     X[1, 2, 2] = bad
@@ -132,7 +136,7 @@ def test_wrong_number_of_dimensions(shape):
 
 
 def test_two_channels_are_refused():
-    with pytest.raises(ValueError, match="2 channels.*expected 1 \\(grayscale\\) or 3 \\(RGB\\)"):
+    with pytest.raises(ValueError, match=r"2 channels.*expected 1 \(grayscale\) or 3 \(RGB\)"):
         check_images(np.zeros((2, 8, 8, 2)))
 
 
@@ -247,7 +251,7 @@ def test_pixel_limit_is_checked_from_the_header_before_decoding(tmp_path, monkey
     with pytest.raises(ValueError, match=r"bomb.png.*625,000,000 pixels.*limit of "
                                          r"100,000,000.*FERVISION_MAX_IMAGE_PIXELS"):
         read_image(path)
-    with pytest.raises(ValueError, match="upload.png is too large"):
+    with pytest.raises(ValueError, match=r"upload\.png is too large"):
         decode_image(path.read_bytes(), name="upload.png")
 
 
@@ -275,10 +279,10 @@ def test_pixel_limit_is_configurable(tmp_path, monkeypatch):
 def test_decode_image_bytes_and_type_errors(tmp_path):
     import cv2
 
-    ok, buf = cv2.imencode(".png", np.full((6, 7, 3), 9, np.uint8))
+    _ok, buf = cv2.imencode(".png", np.full((6, 7, 3), 9, np.uint8))
     assert decode_image(buf.tobytes()).shape == (6, 7, 3)
     assert decode_image(bytearray(buf.tobytes()), grayscale=True).shape == (6, 7)
-    with pytest.raises(ValueError, match="x.jpg.*empty, corrupt or not an image"):
+    with pytest.raises(ValueError, match=r"x\.jpg.*empty, corrupt or not an image"):
         decode_image(b"", name="x.jpg")
-    with pytest.raises(TypeError, match="must be bytes.*got str"):
+    with pytest.raises(TypeError, match=r"must be bytes.*got str"):
         decode_image("a.png")

@@ -68,7 +68,8 @@ def test_grid_search_and_cross_val_score_slice_the_distribution():
     assert search.best_score_ > 0.8
     scores = cross_val_score(_clf(epochs=8), X, y, cv=2,
                              params={"target_distribution": P})
-    assert scores.shape == (2,) and scores.min() > 0.8
+    assert scores.shape == (2,)
+    assert scores.min() > 0.8
 
 
 def test_named_columns_keep_a_class_that_y_lacks():
@@ -80,7 +81,7 @@ def test_named_columns_keep_a_class_that_y_lacks():
     assert clf.predict_proba(X).shape == (12, 3)
 
 
-@pytest.mark.parametrize("P, match", [
+@pytest.mark.parametrize(("P", "match"), [
     (np.ones((12, 3)), "3 columns but y has 2 classes"),
     (np.ones((11, 2)), "11 rows but X has 12"),
     (np.ones(12), "must be 2-D"),

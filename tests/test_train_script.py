@@ -1,5 +1,7 @@
-"""tools/train_default_model.py (and the other model tools) end to end on a tiny
-synthetic image folder."""
+"""tools/train_default_model.py and the other model tools, end to end.
+
+On a tiny synthetic image folder.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from conftest import ROOT  # noqa: E402
 
 
 def load_example(name):
-    """A script of tools/ as a module (tools/ on sys.path, as when run as a script)."""
+    """Import a script of tools/ as a module (tools/ on sys.path, as when run as a script)."""
     if str(ROOT / "tools") not in sys.path:
         sys.path.insert(0, str(ROOT / "tools"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
@@ -108,12 +110,14 @@ def test_interrupted_run_resumes_with_fresh_random_streams(train_script, image_f
     assert train_script.resume_epoch(out) == 2
     assert not (out / "final.keras").exists()
     first = json.loads((out / "wall.json").read_text())
-    assert first["epochs"] == 2 and first["wall_s"] > 0
+    assert first["epochs"] == 2
+    assert first["wall_s"] > 0
 
     train_script.main(argv)
     args = json.loads((out / "args.json").read_text())
     # not seed 7 again: that would replay epoch 1's shuffling and augmentation
-    assert args["seed"] == 7 and args["resumed"] == [{"at_epoch": 2, "seed": 2007}]
+    assert args["seed"] == 7
+    assert args["resumed"] == [{"at_epoch": 2, "seed": 2007}]
     history = (out / "history.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in history[1:]] == ["0", "1", "2"]
     assert (out / "final.keras").is_file()
@@ -153,8 +157,10 @@ def test_package_script_ships_an_ensemble_with_bfloat16_weights(two_runs, image_
                   "--card", str(card), "--tta", "flip", "--bfloat16-weights"])
     summary = json.loads((card / "summary.json").read_text())
     assert summary["weights"] == "rounded to bfloat16 values"
-    assert summary["shipped_tta"] == "flip" and len(summary["members"]) == 2
-    assert (card / "confusion_matrix.png").is_file() and (card / "history-1.png").is_file()
+    assert summary["shipped_tta"] == "flip"
+    assert len(summary["members"]) == 2
+    assert (card / "confusion_matrix.png").is_file()
+    assert (card / "history-1.png").is_file()
 
     from fervision import EmotionClassifier
     from fervision.nn.backbones import walk_layers
@@ -181,7 +187,8 @@ def test_package_script_keeps_moving_batchnorm_statistics_when_asked(two_runs, i
                   "--card", str(card), "--tta", "none", "--batchnorm", "moving",
                   "--crop-pct", "1"])
     summary = json.loads((card / "summary.json").read_text())
-    assert summary["batchnorm"] == "moving" and summary["crop_pct"] == 1.0
+    assert summary["batchnorm"] == "moving"
+    assert summary["crop_pct"] == 1.0
 
     from fervision import EmotionClassifier
     from fervision.nn.backbones import walk_layers
@@ -196,7 +203,8 @@ def test_package_script_keeps_moving_batchnorm_statistics_when_asked(two_runs, i
     assert shipped_clf.crop_pct == 1.0
     shipped = shipped_clf.model_
     expected, got = moving_stats(trained), moving_stats(shipped)
-    assert expected and len(got) == len(expected)
+    assert expected
+    assert len(got) == len(expected)
     for a, b in zip(expected, got, strict=True):
         np.testing.assert_array_equal(a.astype(np.float32), b)
 
@@ -288,7 +296,8 @@ def test_unpacked_default_model_is_a_set_of_runs_the_scripts_take_again(
     assert not (out / "run1" / "final.keras").exists()  # only shipped networks come back
     args = json.loads((out / "run3" / "args.json").read_text())
     assert args["init_from"] == str(out / "run1" / "final.keras")
-    assert args["restored_from"] == str(model) and args["seed"] == 3
+    assert args["restored_from"] == str(model)
+    assert args["seed"] == 3
     assert json.loads((out / "run2" / "classes.json").read_text()) == ["happy", "sad",
                                                                         "surprise"]
     pd.testing.assert_frame_equal(pd.read_csv(out / "run3" / "history.csv"),
@@ -339,18 +348,18 @@ def test_unpacked_default_model_is_a_set_of_runs_the_scripts_take_again(
 
 def test_unpack_names_missing_inputs(tmp_path):
     unpack = load_example("unpack_default_model")
-    with pytest.raises(SystemExit, match="nope.keras"):
+    with pytest.raises(SystemExit, match=r"nope\.keras"):
         unpack.main(["--model", str(tmp_path / "nope.keras"), "--card", str(tmp_path),
                      "--out", str(tmp_path / "out")])
     (tmp_path / "m.keras").write_bytes(b"")
-    with pytest.raises(SystemExit, match="summary.json"):
+    with pytest.raises(SystemExit, match=r"summary\.json"):
         unpack.main(["--model", str(tmp_path / "m.keras"), "--card", str(tmp_path),
                      "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
 
 
 def test_missing_init_from_is_named_before_anything_is_written(train_script, tmp_path):
-    with pytest.raises(SystemExit, match="--init-from .*nope.keras: no such file"):
+    with pytest.raises(SystemExit, match=r"--init-from .*nope\.keras: no such file"):
         train_script.main(["--data", str(tmp_path), "--out", str(tmp_path / "run"),
                            "--init-from", str(tmp_path / "nope.keras")])
     assert not (tmp_path / "run").exists()
@@ -467,7 +476,7 @@ def test_warmup_longer_than_the_run_is_refused_before_it_starts(train_script,
                                                                image_folders, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(SystemExit,
-                       match="--warmup-epochs 2 must be .* fewer than --epochs 1"):
+                       match=r"--warmup-epochs 2 must be .* fewer than --epochs 1"):
         train_script.main(["--data", str(image_folders), "--out", str(out),
                            "--epochs", "1"])
     assert not out.exists()
@@ -477,12 +486,12 @@ def test_unknown_teacher_is_refused_before_the_run_starts(train_script, image_fo
                                                          tmp_path):
     out = tmp_path / "run"
     with pytest.raises(SystemExit,
-                       match="--teacher nope: not a pretrained model .* nor a .keras file"):
+                       match=r"--teacher nope: not a pretrained model .* nor a \.keras file"):
         train_script.main(["--data", str(image_folders), "--out", str(out),
                            "--teacher", "nope"])
     assert not out.exists()
     missing = tmp_path / "gone.keras"
-    with pytest.raises(SystemExit, match="gone.keras: not a pretrained model"):
+    with pytest.raises(SystemExit, match=r"gone\.keras: not a pretrained model"):
         train_script.main(["--data", str(image_folders), "--out", str(out),
                            "--teacher", str(missing)])
     assert not out.exists()
@@ -515,7 +524,7 @@ def test_consistent_teacher_run_trains_the_whole_model_and_caches_nothing(
         assert model.get_layer("augmentation") is not None
 
 
-@pytest.mark.parametrize("extra, message", [
+@pytest.mark.parametrize(("extra", "message"), [
     (["--consistent"], "--consistent needs --teacher"),
     (["--consistent", "--teacher", "default", "--teacher-tta", "crops"], "--teacher-tta crops"),
     (["--teacher", "default", "--alpha", "1.5"], "--alpha 1.5"),

@@ -8,8 +8,8 @@ import pytest
 from fervision.nn.tta import TTA_MODES, n_views, predict_with_tta, resolve_tta, tta_views
 
 
-@pytest.mark.parametrize("tta, mode", [(None, None), (False, None), (True, "flip"),
-                                       ("flip", "flip"), ("crops", "crops")])
+@pytest.mark.parametrize(("tta", "mode"), [(None, None), (False, None), (True, "flip"),
+                                           ("flip", "flip"), ("crops", "crops")])
 def test_resolve_tta(tta, mode):
     assert resolve_tta(tta) == mode
 
@@ -51,7 +51,8 @@ def test_crop_views_are_the_corners_then_the_centre_each_with_its_mirror():
         np.testing.assert_allclose(views[3 + 2 * k], value, atol=1e-6)
     centre, centre_mirror = views[10], views[11]
     np.testing.assert_array_equal(centre_mirror, centre[:, :, ::-1])
-    assert centre.min() >= 1 - 1e-6 and centre.max() <= 4 + 1e-6
+    assert centre.min() >= 1 - 1e-6
+    assert centre.max() <= 4 + 1e-6
     assert centre[0, 0, 0, 0] < centre[0, -1, -1, 0]  # still top-left dark, bottom-right bright
 
 
@@ -64,7 +65,8 @@ def test_predict_with_tta_off_calls_forward_once_on_the_batch():
     X = np.ones((3, 4, 4, 1), np.float32)
     calls = []
     out = predict_with_tta(lambda v: calls.append(v) or v[:, 0, 0], X, None)
-    assert len(calls) == 1 and calls[0] is X
+    assert len(calls) == 1
+    assert calls[0] is X
     np.testing.assert_array_equal(out, X[:, 0, 0])
 
 

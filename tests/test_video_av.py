@@ -23,7 +23,7 @@ FPS, SECONDS, RATE, TONE = 10, 2.0, 22050, 440.0
 
 
 def write_clip(path, frames, fps=FPS, audio_seconds=SECONDS, rate=RATE):
-    """An H.264/AAC .mp4 of BGR ``frames`` with a mono 440 Hz sine (written with PyAV)."""
+    """Write an H.264/AAC .mp4 of BGR ``frames`` with a mono 440 Hz sine (with PyAV)."""
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w") as out:
         v = out.add_stream("libx264", rate=fps)
@@ -78,19 +78,22 @@ def audio_clip(tmp_path_factory):
     return write_clip(tmp_path_factory.mktemp("av") / "talk.mp4", frames)
 
 
-@pytest.mark.parametrize("name, vcodec, acodec", [("out.mp4", "h264", "aac"),
-                                                  ("out.webm", "vp9", "opus")])
+@pytest.mark.parametrize(("name", "vcodec", "acodec"), [("out.mp4", "h264", "aac"),
+                                                        ("out.webm", "vp9", "opus")])
 def test_browser_codecs_and_audio_kept(audio_clip, detector, tiny_classifier, tmp_path,
                                        name, vcodec, acodec):
     out = tmp_path / name
     s = process_video(audio_clip, detector=detector, classifier=tiny_classifier,
                       output=out, progress=False)
-    assert s.frames == FPS * SECONDS and not s.interrupted
+    assert s.frames == FPS * SECONDS
+    assert not s.interrupted
     info, audio, samples = probe(out)
-    assert info["codec"] == vcodec and info["pix_fmt"] == "yuv420p"
+    assert info["codec"] == vcodec
+    assert info["pix_fmt"] == "yuv420p"
     assert info["size"] == (162, 122)  # even, as yuv420p needs
     assert info["frames"] == FPS * SECONDS
-    assert audio is not None and audio["codec"] == acodec
+    assert audio is not None
+    assert audio["codec"] == acodec
     assert audio["seconds"] == pytest.approx(SECONDS, abs=0.15)
     assert dominant_hz(samples, audio["rate"]) == pytest.approx(TONE, abs=5)
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no temp file left
@@ -131,7 +134,9 @@ def test_video_appears_only_when_complete(audio_clip, detector, tiny_classifier,
                   progress=False)
     assert len(watcher.seen) == 4
     for names in watcher.seen:  # during the run: only a hidden temp file
-        assert "o.mp4" not in names and len(names) == 1 and names[0].startswith(".o.mp4.")
+        assert "o.mp4" not in names
+        assert len(names) == 1
+        assert names[0].startswith(".o.mp4.")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4"]
     assert probe(tmp_path / "o.mp4")[0]["frames"] == 4
 
@@ -143,10 +148,12 @@ def test_cli_mp4_with_audio_and_summary(audio_clip, detector, tiny_model_path, y
                  "--no-progress", "--model", str(tiny_model_path), "--detector", "yunet",
                  "--detector-model", str(yunet_onnx)]) == 0
     info, audio, _ = probe(out)
-    assert info["codec"] == "h264" and audio["codec"] == "aac"
+    assert info["codec"] == "h264"
+    assert audio["codec"] == "aac"
     assert audio["seconds"] == pytest.approx(SECONDS, abs=0.15)
     data = json.loads(summary.read_text())
-    assert data["frames"] == FPS * SECONDS and data["tracks"] == []
+    assert data["frames"] == FPS * SECONDS
+    assert data["tracks"] == []
     assert f"wrote {summary}" in capsys.readouterr().out
 
 
@@ -161,7 +168,8 @@ def test_tracker_keeps_ids_through_a_crossing_with_a_missed_frame():
         ids.append(dict(zip(["a", "b"] if boxes[0] == a else ["b", "a"], got, strict=False)))
     assert all(d["a"] == 1 for d in ids)
     assert all(d["b"] == 2 for d in ids if "b" in d)
-    assert tracker.update([]) == [] and tracker.active_ids == [1, 2]
+    assert tracker.update([]) == []
+    assert tracker.active_ids == [1, 2]
 
 
 def test_track_ids_stay_with_each_face(fer_sample, detector, tiny_classifier, tmp_path):
@@ -206,7 +214,8 @@ def test_track_ids_stay_with_each_face(fer_sample, detector, tiny_classifier, tm
     # The size rank ("face") changes between the two ends; the track does not.
     first = {r["track"]: r["face"] for r in rows if r["frame"] == "0"}
     last = {r["track"]: r["face"] for r in rows if r["frame"] == str(n - 1)}
-    assert first.keys() == last.keys() and first != last
+    assert first.keys() == last.keys()
+    assert first != last
     tracks = {str(t["track"]): t for t in s.tracks}
     assert tracks.keys() == owner.keys()
     for t, info in tracks.items():
@@ -216,14 +225,15 @@ def test_track_ids_stay_with_each_face(fer_sample, detector, tiny_classifier, tm
         share = info["emotion_share"][info["dominant_emotion"]]
         assert share == max(info["emotion_share"].values())
     lines = describe_tracks(s.tracks)  # what `fervision video` prints
-    assert len(lines) == 2 and all("person #" in line and " frames" in line for line in lines)
+    assert len(lines) == 2
+    assert all("person #" in line and " frames" in line for line in lines)
     assert describe_tracks(s.tracks, limit=1)[-1] == "  ... and 1 more tracks"
 
 
 # ----------------------------------------------------------------------- live window
 @pytest.fixture(scope="module")
 def xvfb_display():
-    """A virtual X display (Debian's xvfb package), or a skip where there is none."""
+    """Start a virtual X display (Debian's xvfb package), or skip where there is none."""
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (apt-get install xvfb)")
     if not _video_io._has_tk():
@@ -262,7 +272,8 @@ def test_live_window_under_xvfb(xvfb_display, audio_clip, detector, tiny_classif
     assert s.frames == 6
     (win,) = windows
     assert isinstance(win, _video_io.TkWindow)
-    assert win.shown == 6 and win.closed
+    assert win.shown == 6
+    assert win.closed
 
     # 'q' in the window stops the run, like the OpenCV window did.
     windows.clear()
@@ -285,8 +296,10 @@ def test_live_window_under_xvfb(xvfb_display, audio_clip, detector, tiny_classif
     monkeypatch.setattr(video, "open_window", press_q_after_two)
     s = process_video(audio_clip, detector=detector, classifier=tiny_classifier,
                       display=True, progress=False)
-    assert s.interrupted and s.reason == "stopped with 'q'"
-    assert s.frames == 3 and windows[0].closed
+    assert s.interrupted
+    assert s.reason == "stopped with 'q'"
+    assert s.frames == 3
+    assert windows[0].closed
 
 
 def test_closed_window_leaves_no_tk_objects_for_another_thread(xvfb_display):
@@ -311,4 +324,5 @@ def test_closed_window_leaves_no_tk_objects_for_another_thread(xvfb_display):
     env = {**os.environ, "DISPLAY": xvfb_display}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=120)
-    assert done.returncode == 0 and "alive" in done.stdout, done.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "alive" in done.stdout, done.stderr[-2000:]

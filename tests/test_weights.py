@@ -1,7 +1,8 @@
 """fervision.weights: download, SHA-256 verification, caching and offline behaviour.
 
 Everything is served from a local HTTP server on 127.0.0.1 and cached in tmp_path;
-the real user cache is never touched."""
+the real user cache is never touched.
+"""
 
 from __future__ import annotations
 
@@ -164,8 +165,10 @@ def test_manually_placed_file_used_offline(cache, registry, yunet_onnx):
 
 # ------------------------------------------------------------- timeouts, bad mirrors
 class _TrickleHandler(_QuietHandler):
-    """Announces 10,000 bytes and sends one every 50 ms: never silent long enough for a
-    per-read timeout, and would take over 8 minutes."""
+    """Announces 10,000 bytes and sends one every 50 ms.
+
+    Never silent long enough for a per-read timeout, and would take over 8 minutes.
+    """
 
     def do_GET(self):
         self.send_response(200)
@@ -250,7 +253,7 @@ def test_a_damaged_bundled_model_is_refused(monkeypatch, tmp_path):
         weights.pretrained_file("fer2013")
 
 
-@pytest.mark.parametrize("kwargs, match", [
+@pytest.mark.parametrize(("kwargs", "match"), [
     ({}, "exactly one of file"),
     ({"file": "../x.keras", "sha256": "0" * 64}, "plain file name"),
     ({"file": "x.keras"}, "needs its sha256"),
@@ -269,4 +272,5 @@ def test_cli_evaluate_names_unknown_pretrained(capsys, tmp_path):
     (tmp_path / "happy").mkdir()
     assert main(["evaluate", str(tmp_path), "--pretrained", "nope"]) != 0
     err = capsys.readouterr().err
-    assert "available: 'default', 'fer2013'" in err and "Traceback" not in err
+    assert "available: 'default', 'fer2013'" in err
+    assert "Traceback" not in err

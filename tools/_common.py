@@ -1,5 +1,7 @@
-"""Helpers shared by the maintainer tools (imported as ``_common``: each tool is run as
-``python tools/<name>.py``, which puts this folder on ``sys.path``).
+"""Helpers shared by the maintainer tools.
+
+Imported as ``_common``: each tool is run as ``python tools/<name>.py``, which puts this
+folder on ``sys.path``.
 
 The layout of a training run folder written by ``train_default_model.py``
 (``final.keras``, ``classes.json``, ``args.json``, ``history.csv``, ``done.json``), and
@@ -26,7 +28,7 @@ DEFAULT_FER2013 = ROOT.parent / "shared" / "data" / "fer2013"
 
 
 def as_float32(model, backbone, n_classes):
-    """The same network under the float32 policy.
+    """Return the same network under the float32 policy.
 
     Training ran in mixed_bfloat16, and a saved layer keeps its dtype policy; bf16
     compute is fast only on CPUs with AVX512-BF16/AMX, so the shipped model is float32
@@ -48,7 +50,7 @@ def check_finished_run(run: Path) -> None:
 
 
 def run_chain(run: Path) -> list[Path]:
-    """The run and the runs it was warm-started from (``--init-from``), oldest first."""
+    """Return the run and the runs it was warm-started from (``--init-from``), oldest first."""
     chain = [run]
     while True:
         init = json.loads((chain[0] / "args.json").read_text()).get("init_from")
@@ -86,7 +88,7 @@ def is_restored(run: Path) -> bool:
 
 def prepare_network(model, runs: list[Path], X_train, backbone, n_classes, progress=False,
                     batchnorm="precise"):
-    """A trained network (one run's, or a soup of runs') made ready to ship.
+    """Make a trained network (one run's, or a soup of runs') ready to ship.
 
     With ``batchnorm="precise"`` the BatchNorm statistics are recomputed on ``X_train``
     (un-augmented training images); ``"moving"`` keeps the training run's moving

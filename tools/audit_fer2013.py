@@ -30,7 +30,7 @@ from fervision.files import atomic_write, write_json
 
 
 def _small_png(fig: Figure, gray: bool):
-    """A figure as a compact PNG writer: 8-bit gray or a 64-colour palette."""
+    """Return a figure as a compact PNG writer: 8-bit gray or a 64-colour palette."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=72)
     img = Image.open(buf).convert("RGB")

@@ -30,7 +30,7 @@ def module_names(package: Path = PACKAGE) -> dict[str, Path]:
 
 
 def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
-    """The ``fervision`` modules the module ``name`` imports (anywhere in it)."""
+    """Return the ``fervision`` modules the module ``name`` imports (anywhere in it)."""
     is_package = path.name == "__init__.py"
     package = name if is_package else name.rpartition(".")[0]
     found = set()

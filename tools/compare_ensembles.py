@@ -1,6 +1,6 @@
-"""Compare candidate default models: finished runs, weight soups, and every mean of them.
+r"""Compare candidate default models: finished runs, weight soups, and every mean of them.
 
-    python tools/compare_ensembles.py --member runs/restart2 --member runs/restart3 \\
+    python tools/compare_ensembles.py --member runs/restart2 --member runs/restart3 \
         --member runs/restart5 --member runs/restart3+runs/restart5 --out runs/compare
 
 Each ``--member`` is one finished run, or several joined by ``+``: a uniform *soup*, the
@@ -41,12 +41,12 @@ VIEWS = {"none": 1, "flip": 2, "crops": 12}  # tta_views yields image, mirror, c
 
 
 def member_name(spec: str) -> str:
-    """A file-name-safe label: run folder names, soups joined by '+'."""
+    """Return a file-name-safe label: run folder names, soups joined by '+'."""
     return "+".join(re.sub(r"[^A-Za-z0-9_.-]", "_", Path(p).name) for p in spec.split("+"))
 
 
 def load_soup(runs: list[Path]) -> tuple[keras.Model, list[str], str]:
-    """The runs' final weights averaged element-wise (one run: its own weights)."""
+    """Load the runs' final weights averaged element-wise (one run: its own weights)."""
     for run in runs:
         check_finished_run(run)
     classes = [json.loads((r / "classes.json").read_text()) for r in runs]

@@ -23,8 +23,8 @@ import cv2
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,8 +51,11 @@ def clahe(X: np.ndarray) -> np.ndarray:
 
 
 def earlier_results(path: Path) -> dict:
-    """What an earlier run wrote to ``path`` ({} if nothing); read before any model runs,
-    so a file that is not such a record stops the run at once and is never replaced."""
+    """Return what an earlier run wrote to ``path`` ({} if nothing).
+
+    Read before any model runs, so a file that is not such a record stops the run at
+    once and is never replaced.
+    """
     if not path.is_file():
         return {}
     try:
@@ -66,8 +69,11 @@ def earlier_results(path: Path) -> dict:
 
 
 def merged(before: dict, data: str, images: int, results: dict) -> dict:
-    """``results`` over the rows of the models in ``before`` that were not measured again,
-    if ``before`` holds figures on the same test set (else ``results`` alone)."""
+    """Return ``results`` merged over the rows of ``before``.
+
+    Over the rows of the models in ``before`` that were not measured again, if
+    ``before`` holds figures on the same test set (else ``results`` alone).
+    """
     if before.get("data") == data and before.get("images") == images:
         return {**before.get("results", {}), **results}
     return results
@@ -105,7 +111,7 @@ def main(argv=None):
             print(f"{name} {cond}: {rows[cond]['plain']:.4f} (CLAHE {rows[cond]['clahe']:.4f})",
                   flush=True)
         results[name] = rows
-    data, images = Path(args.data).name, int(len(y))
+    data, images = Path(args.data).name, len(y)
     results = merged(before, data, images, results)
     write_json(out / "lighting.json", {"data": data, "images": images, "results": results})
 

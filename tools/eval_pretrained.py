@@ -21,7 +21,7 @@ import itertools
 import time
 from pathlib import Path
 
-from _common import DEFAULT_FER2013, ROOT  # noqa: E402  (tools/ is on sys.path)
+from _common import DEFAULT_FER2013, ROOT  # tools/ is on sys.path
 
 from fervision import EmotionClassifier
 from fervision.data.datasets import load_ferplus, load_image_folder
@@ -32,7 +32,7 @@ from fervision.weights import list_pretrained, pretrained_info
 
 
 def home_set(name: str) -> str | None:
-    """The test set whose labels a pretrained model was trained on (None for a file)."""
+    """Return the test set whose labels a pretrained model was trained on (None for a file)."""
     if name.endswith(".keras"):
         return None
     trained_on = pretrained_info(name).trained_on

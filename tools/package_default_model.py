@@ -37,7 +37,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 
-from _common import (  # noqa: E402  (tools/ is on sys.path when run as a script)
+from _common import (  # tools/ is on sys.path when run as a script
     DEFAULT_FER2013,
     ROOT,
     chained_history,
@@ -48,18 +48,18 @@ from _common import (  # noqa: E402  (tools/ is on sys.path when run as a script
     run_wall_s,
 )
 
-from fervision import EmotionClassifier  # noqa: E402
-from fervision.data.datasets import load_ferplus, load_image_folder  # noqa: E402
-from fervision.data.evaluation import evaluate, plot_history  # noqa: E402
-from fervision.files import atomic_write, write_json  # noqa: E402
-from fervision.nn.augmentation import DEFAULT_CROP  # noqa: E402
-from fervision.nn.backbones import average_models  # noqa: E402
-from fervision.nn.eval_crop import check_crop_pct  # noqa: E402
-from fervision.nn.precision import round_weights_to_bfloat16  # noqa: E402
+from fervision import EmotionClassifier
+from fervision.data.datasets import load_ferplus, load_image_folder
+from fervision.data.evaluation import evaluate, plot_history
+from fervision.files import atomic_write, write_json
+from fervision.nn.augmentation import DEFAULT_CROP
+from fervision.nn.backbones import average_models
+from fervision.nn.eval_crop import check_crop_pct
+from fervision.nn.precision import round_weights_to_bfloat16
 
 
 def load_member(run: Path, X, y, X_train, bfloat16_weights=False, batchnorm="precise"):
-    """A run's final weights, BatchNorm recalibrated, float32, and what that changed.
+    """Load a run's final weights, BatchNorm recalibrated, float32, and what that changed.
 
     The accuracy with the training's moving BatchNorm statistics is None for a
     restored run (:func:`is_restored`), whose file no longer has them.

@@ -109,8 +109,11 @@ def dataset(X, y, batch_size, shuffle, seed, mixup_alpha=0.0):
 
 
 def load_data(args):
-    """Training and validation images with one-hot (FER2013) or vote-share (FER+) targets,
-    columns in ``classes`` order (sorted, as ``EmotionClassifier.classes_``)."""
+    """Load the training and validation images with their targets.
+
+    One-hot (FER2013) or vote-share (FER+) targets, columns in ``classes`` order
+    (sorted, as ``EmotionClassifier.classes_``).
+    """
     if args.ferplus:
         Xtr, Ytr = load_ferplus(Path(args.data) / "FER2013Train", target="distribution")
         Xte, yte = load_ferplus(Path(args.data) / "FER2013Valid", target="majority")
@@ -131,9 +134,12 @@ def load_data(args):
 
 
 def load_teacher(args):
-    """The ``--teacher`` with its TTA: a pretrained name or a saved ``.keras`` file, or the
-    mean of several joined by ``+``; exits naming the value that is none of these, before
-    the run directory exists."""
+    """Load the ``--teacher`` with its TTA.
+
+    A pretrained name or a saved ``.keras`` file, or the mean of several joined by
+    ``+``; exits naming the value that is none of these, before the run directory
+    exists.
+    """
     from fervision.faces.analysis import load_classifier
     from fervision.weights import list_pretrained
 
@@ -151,9 +157,12 @@ def load_teacher(args):
 
 
 def average_teacher(spec: str, members):
-    """One classifier averaging the members' probabilities (one Keras model, so the
-    cache fingerprint covers every member's weights).  The members must agree on
-    classes and centre crop: the mean is taken over the same view of each face."""
+    """Return one classifier averaging the members' probabilities.
+
+    One Keras model, so the cache fingerprint covers every member's weights.  The
+    members must agree on classes and centre crop: the mean is taken over the same view
+    of each face.
+    """
     from fervision import EmotionClassifier
     from fervision.nn.backbones import average_models
     from fervision.nn.eval_crop import classifier_crop_pct
@@ -186,8 +195,10 @@ def distilled_targets(args, teacher, out: Path, X, Y, classes):
 
 
 def resume_epoch(out: Path) -> int:
-    """Epochs finished before an interruption (0 for a fresh run), as BackupAndRestore
-    recorded them."""
+    """Return the epochs finished before an interruption (0 for a fresh run).
+
+    As BackupAndRestore recorded them.
+    """
     meta = out / "backup" / "training_metadata.json"
     return int(json.loads(meta.read_text())["epoch"]) if meta.is_file() else 0
 
@@ -216,9 +227,11 @@ def record_args(out: Path, args, start_epoch: int, seed: int) -> None:
 
 
 class WallClock(keras.callbacks.Callback):
-    """Keep ``OUT/wall.json`` at the wall time of the epochs finished so far, summed
-    over every start of the run (an interrupted epoch, redone after the resume, counts
-    once)."""
+    """Keep ``OUT/wall.json`` at the wall time of the epochs finished so far.
+
+    Summed over every start of the run (an interrupted epoch, redone after the resume,
+    counts once).
+    """
 
     def __init__(self, path: Path, resumed: bool):
         super().__init__()
@@ -241,8 +254,10 @@ class WallClock(keras.callbacks.Callback):
 
 
 class WholeModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """Keras's ModelCheckpoint of ``model`` even when a part of it is what is fitted
-    (``--consistent``): the checkpoint must be a model that takes images."""
+    """Keras's ModelCheckpoint of ``model`` even when a part of it is what is fitted.
+
+    With ``--consistent``: the checkpoint must be a model that takes images.
+    """
 
     def __init__(self, path: str, model: keras.Model):
         super().__init__(path)

@@ -44,7 +44,7 @@ _NO_GPU = ("failed call to cuInit",)
 
 
 def verbose_requested() -> bool:
-    """True when ``$FERVISION_VERBOSE`` asks for TensorFlow's start-up output."""
+    """Return True when ``$FERVISION_VERBOSE`` asks for TensorFlow's start-up output."""
     value = os.environ.get(VERBOSE_ENV, "").strip().lower()
     return value not in ("", "0", "false", "no", "off")
 

@@ -1,5 +1,7 @@
-"""Deprecated: moved to :mod:`fervision.apps.streamlit_app` (this path is removed in the
-next release).  ``fervision app`` runs the new script."""
+"""Deprecated: moved to :mod:`fervision.apps.streamlit_app`.
+
+This path is removed in the next release.  ``fervision app`` runs the new script.
+"""
 
 from fervision._deprecated import forward
 

@@ -152,7 +152,7 @@ class FER:
         return [self.detect_emotions(img) for img in imgs]
 
     def top_emotion(self, img) -> tuple[str | None, float | None]:
-        """The most probable emotion of the first face and its score, or ``(None, None)``."""
+        """Return the first face's most probable emotion and its score, or ``(None, None)``."""
         emotions = self.detect_emotions(img)
         if not emotions:
             return None, None

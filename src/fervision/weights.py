@@ -35,18 +35,18 @@ import pooch
 from ._env import param_or_env
 
 __all__ = [
-    "WeightsUnavailableError",
-    "WeightsHashError",
-    "register",
-    "list_weights",
-    "cache_dir",
-    "url_for",
-    "fetch",
     "PretrainedModel",
-    "register_pretrained",
+    "WeightsHashError",
+    "WeightsUnavailableError",
+    "cache_dir",
+    "fetch",
     "list_pretrained",
-    "pretrained_info",
+    "list_weights",
     "pretrained_file",
+    "pretrained_info",
+    "register",
+    "register_pretrained",
+    "url_for",
 ]
 
 CACHE_ENV = "FERVISION_CACHE"
@@ -302,8 +302,9 @@ register(
 # ---------------------------------------------------------------- pretrained models
 @dataclass(frozen=True)
 class PretrainedModel:
-    """A pretrained emotion model: where its file is and what it is (a timm-style
-    tagged config that carries its own settings and labels).
+    """A pretrained emotion model: where its file is and what it is.
+
+    A timm-style tagged config that carries its own settings and labels.
 
     Attributes
     ----------
@@ -370,7 +371,7 @@ def list_pretrained() -> list[str]:
 
 
 def pretrained_info(name: str) -> PretrainedModel:
-    """The registry entry of a pretrained model (see :class:`PretrainedModel`).
+    """Return the registry entry of a pretrained model (see :class:`PretrainedModel`).
 
     Raises
     ------

@@ -1,10 +1,10 @@
-"""The ``fervision`` command: emotion recognition on images, videos and webcams,
-training and evaluation, and the Streamlit app.
+"""The ``fervision`` command: emotion recognition, training, evaluation and the app.
 
-TensorFlow is imported only by the subcommands that need a model, so ``fervision
---help`` answers at once.  Exit codes: 0 success, 1 an input failed (the others were
-still processed) or the run stopped early, 2 bad usage, 130 interrupted with Ctrl-C,
-143 stopped by SIGTERM (``video``/``webcam``: outputs closed and valid).
+Emotion recognition on images, videos and webcams, training and evaluation, and the
+Streamlit app.  TensorFlow is imported only by the subcommands that need a model, so
+``fervision --help`` answers at once.  Exit codes: 0 success, 1 an input failed (the
+others were still processed) or the run stopped early, 2 bad usage, 130 interrupted
+with Ctrl-C, 143 stopped by SIGTERM (``video``/``webcam``: outputs closed and valid).
 
 Every output path is checked before any work (extension, folder, not an input, and an
 existing file only replaced with ``--overwrite``).
@@ -50,9 +50,10 @@ _TENSORFLOW_COMMANDS = ("predict", "video", "webcam", "train", "evaluate")
 
 
 def _setup_logging(args) -> None:
-    """Quiet by default: TensorFlow imported with its start-up lines kept off stderr
-    (:mod:`fervision._quiet`), its Python loggers at ERROR.  ``--verbose`` sets
-    ``FERVISION_VERBOSE=1`` (for worker processes too) and changes nothing else."""
+    """Keep TensorFlow's start-up lines off stderr, loggers at ERROR (:mod:`fervision._quiet`).
+
+    ``--verbose`` sets ``FERVISION_VERBOSE=1`` (for worker processes too) and changes nothing else.
+    """
     import logging
 
     from .._quiet import VERBOSE_ENV, import_tensorflow, verbose_requested
@@ -116,7 +117,7 @@ def _add_stream_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``fervision`` command."""
+    """Return the argument parser of the ``fervision`` command."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Facial emotion recognition: images, videos, webcams, training, "
@@ -355,6 +356,7 @@ def _print_table(path: str, faces) -> None:
 
 # ------------------------------------------------------------------------- commands
 def cmd_predict(args) -> int:
+    """Run ``fervision predict``: analyse images and print or write the faces found."""
     if args.output:
         from ..faces._batch import predict_command
 
@@ -456,14 +458,17 @@ def _run_stream(args, source) -> int:
 
 
 def cmd_video(args) -> int:
+    """Run ``fervision video`` on the input file; return the exit status."""
     return _run_stream(args, args.input)
 
 
 def cmd_webcam(args) -> int:
+    """Run ``fervision webcam`` on the camera; return the exit status."""
     return _run_stream(args, args.camera)
 
 
 def cmd_train(args) -> int:
+    """Run ``fervision train``: fit a classifier on an image folder and save it."""
     from ..data.datasets import load_image_folder
     from ..estimator import EmotionClassifier
     from ..files import check_output_path
@@ -500,6 +505,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    """Run ``fervision evaluate``: score a classifier on an image folder and report it."""
     from ..data.datasets import load_image_folder
     from ..data.evaluation import evaluate
     from ..files import check_output_path
@@ -537,6 +543,7 @@ def app_path() -> Path:
 
 
 def cmd_app(args) -> int:
+    """Run ``fervision app``: start the Streamlit app; return its exit status."""
     if importlib.util.find_spec("streamlit") is None:
         _error("the app needs Streamlit: pip install 'fervision[app]'")
         return EXIT_FAILED

@@ -107,14 +107,19 @@ def process_upload(data: bytes, detector, classifier, name: str = "upload") -> U
 
 
 def face_heading(number: int, face: FaceResult) -> str:
-    """The heading above a face's chart, "Face 1: happy (89%)"; ``number`` is 1-based
-    and is the number drawn in that face's box."""
+    """Return the heading above a face's chart, "Face 1: happy (89%)".
+
+    ``number`` is 1-based and is the number drawn in that face's box.
+    """
     return f"Face {number}: {face.emotion} ({face.confidence:.0%})"
 
 
 def probability_chart(face: FaceResult) -> tuple[dict, dict]:
-    """``(data, spec)`` for ``st.vega_lite_chart``: one horizontal bar per emotion, in
-    the model's order, on a probability axis from 0 to 1 whatever the scores."""
+    """Return ``(data, spec)`` for ``st.vega_lite_chart``: one bar per emotion.
+
+    One horizontal bar per emotion, in the model's order, on a probability axis from 0
+    to 1 whatever the scores.
+    """
     data = {"emotion": list(face.scores),
             "probability": [float(v) for v in face.scores.values()]}
     spec = {
@@ -152,7 +157,7 @@ def render() -> None:
 
     try:
         detector, classifier = _models(model_name)
-    except Exception as err:  # noqa: BLE001 - shown to the user instead of a traceback
+    except Exception as err:  # shown to the user instead of a traceback
         st.error(f"The emotion model could not be loaded: {err}")
         return
     try:
@@ -178,8 +183,11 @@ def render() -> None:
 
 
 def model_choices() -> list[str]:
-    """The sidebar's emotion models: ``"default"`` (what :func:`fervision.analyze`
-    uses, ``$FERVISION_MODEL`` included) first, then the other pretrained names."""
+    """Return the sidebar's emotion models, ``"default"`` first.
+
+    ``"default"`` (what :func:`fervision.analyze` uses, ``$FERVISION_MODEL`` included)
+    first, then the other pretrained names.
+    """
     from fervision.weights import list_pretrained
 
     return ["default"] + [n for n in list_pretrained() if n != "default"]

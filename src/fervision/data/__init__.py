@@ -1,2 +1,5 @@
-"""Data: the one image-preprocessing path, dataset loaders, dataset audit, evaluation
-and emotion labels."""
+"""Data: image preprocessing, dataset loaders, audit, evaluation and emotion labels.
+
+The one image-preprocessing path, dataset loaders, dataset audit, evaluation and
+emotion labels.
+"""

@@ -22,6 +22,7 @@ disjoint bit bands, so only images sharing a band value are compared.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -103,7 +104,7 @@ def hamming_pairs(hashes: np.ndarray, threshold: int) -> np.ndarray:
     n = len(hashes)
     edges = np.linspace(0, 64, threshold + 2).astype(int)
     found = []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         mask = np.uint64((1 << (hi - lo)) - 1)
         keys = (hashes >> np.uint64(lo)) & mask
         order = np.argsort(keys, kind="stable")
@@ -121,7 +122,7 @@ def hamming_pairs(hashes: np.ndarray, threshold: int) -> np.ndarray:
 
 
 def _groups_from_pairs(pairs: np.ndarray, n: int) -> list[np.ndarray]:
-    """Connected components (size >= 2) of the graph whose edges are ``pairs``."""
+    """Return the connected components (size >= 2) of the graph whose edges are ``pairs``."""
     if len(pairs) == 0:
         return []
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
@@ -252,7 +253,7 @@ class AuditReport:
         return ", ".join(f"`{self.ids[i]}` ({self.labels[i]})" for i in group)
 
     def to_markdown(self, max_rows: int = 10) -> str:
-        """A Markdown report: headline numbers, class counts, and the first groups."""
+        """Return a Markdown report: headline numbers, class counts, and the first groups."""
         s = self.summary()
         lines = ["## Summary", "", "| check | count |", "|---|---:|"]
         for key, value in s.items():
@@ -282,11 +283,15 @@ class AuditReport:
         return "\n".join(lines) + "\n"
 
     def __str__(self) -> str:
+        """Return the report as Markdown (:meth:`to_markdown`)."""
         return self.to_markdown()
 
     def example_pairs(self, n: int = 8) -> list[tuple[str, int, int]]:
-        """Up to ``n`` ``(kind, i, j)`` pairs to show: leaks first, then conflicts,
-        then near and exact duplicates (only pairs whose images were kept)."""
+        """Return up to ``n`` ``(kind, i, j)`` pairs to show.
+
+        Leaks first, then conflicts, then near and exact duplicates (only pairs whose
+        images were kept).
+        """
         kinds = [("train/test", self.cross_split_groups()),
                  ("label conflict", self.label_conflicts()),
                  ("near", self.near_groups), ("exact", self.exact_groups)]

@@ -108,7 +108,7 @@ class EvaluationReport:
         return out
 
     def to_markdown(self) -> str:
-        """A Markdown summary and a per-class precision/recall/F1/support table."""
+        """Return a Markdown summary and a per-class precision/recall/F1/support table."""
         lines = [
             f"**Accuracy** {self.accuracy:.4f} · **macro F1** {self.macro_f1:.4f} · "
             f"**weighted F1** {self.weighted_f1:.4f} · {self.n_samples} samples",
@@ -122,6 +122,7 @@ class EvaluationReport:
         return "\n".join(lines) + "\n"
 
     def __str__(self) -> str:
+        """Return the report as Markdown (:meth:`to_markdown`)."""
         return self.to_markdown()
 
     def plot_confusion_matrix(self, normalize: str | None = "true", ax=None) -> Figure:
@@ -227,7 +228,7 @@ def report_from_predictions(y_true, y_pred, labels=None) -> EvaluationReport:
         per_class=per_class,
         confusion_matrix=confusion_matrix(y_true, y_pred, labels=labels),
         labels=labels,
-        n_samples=int(len(y_true)),
+        n_samples=len(y_true),
     )
 
 

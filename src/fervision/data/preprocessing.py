@@ -106,8 +106,9 @@ def _to_gray(img: np.ndarray, where: str) -> np.ndarray:
 
 
 def max_image_pixels(max_pixels=None) -> int:
-    """The pixel limit in force: ``max_pixels``, else ``$FERVISION_MAX_IMAGE_PIXELS``,
-    else :data:`MAX_IMAGE_PIXELS`.
+    """Return the pixel limit in force.
+
+    ``max_pixels``, else ``$FERVISION_MAX_IMAGE_PIXELS``, else :data:`MAX_IMAGE_PIXELS`.
 
     Raises
     ------
@@ -152,7 +153,7 @@ def _header_pixels(data: np.ndarray) -> tuple[int, bool] | None:
             if found:
                 return int(found.group(1)), True
             return (2 * int(Image.MAX_IMAGE_PIXELS), False) if Image.MAX_IMAGE_PIXELS else None
-        except Exception:  # noqa: BLE001 - unknown format or a corrupt header: OpenCV decides
+        except Exception:  # unknown format or a corrupt header: OpenCV decides
             return None
     return int(width) * int(height), True
 
@@ -337,7 +338,7 @@ def _check_finite(batch: np.ndarray, name: str, offset: int = 0) -> None:
 
 
 def _check_range(arr: np.ndarray, where: str, *, strict: bool) -> None:
-    """The value-range rule shared by the estimator path and :func:`as_uint8`.
+    """Check ``arr`` with the value-range rule shared by the estimator path and :func:`as_uint8`.
 
     Integers must be 0-255 in both (a uint16 image is refused, not clipped to white).
     Float data that is clearly 0-255 (maximum above 1.5) warns when ``strict`` is
@@ -469,7 +470,7 @@ def check_images(X, input_size: int = 48, *, name: str = "X") -> np.ndarray:
 
 
 def flat_features(X) -> int | None:
-    """Number of values per sample when ``X`` is a 2-D batch of flattened images.
+    """Return the number of values per sample when ``X`` is a 2-D batch of flat images.
 
     Returns ``None`` for image-shaped input (3-D/4-D arrays, lists of 2-D images) and
     for input :func:`check_images` would reject anyway.
@@ -567,6 +568,7 @@ class ImageEncoder(TransformerMixin, BaseEstimator):
         self.input_size = input_size
 
     def fit(self, X, y=None):
+        """Record the width of 2-D ``X`` (flattened images) and return ``self``."""
         arr = X if isinstance(X, np.ndarray) else None
         if arr is not None and arr.ndim == 2:
             self.n_features_in_ = arr.shape[1]
@@ -574,6 +576,7 @@ class ImageEncoder(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
+        """Return ``X`` as network input: :func:`check_images` at ``input_size``."""
         check_is_fitted(self, "fitted_")
         if isinstance(X, np.ndarray) and X.ndim == 2 and hasattr(self, "n_features_in_"):
             if X.shape[1] != self.n_features_in_:

@@ -118,7 +118,7 @@ def build_model(est, **model_kwargs):
 
 
 def base_layer(model):
-    """The pretrained ``"base"`` sub-model of ``model``, or None."""
+    """Return the pretrained ``"base"`` sub-model of ``model``, or None."""
     try:
         base = model.get_layer(BASE_NAME)
     except ValueError:

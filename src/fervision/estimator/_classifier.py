@@ -348,8 +348,10 @@ class EmotionClassifier(KerasClassifier):
                              target_distribution=target_distribution, **kwargs)
 
     def initialize(self, X, y):
-        """Build the model for images ``X`` and labels ``y`` without training it
-        (SciKeras's ``initialize``); returns ``self``."""
+        """Build the model for images ``X`` and labels ``y`` without training it.
+
+        SciKeras's ``initialize``; returns ``self``.
+        """
         return _training.initialize(self, X, y)
 
     # ----------------------------------------------------------------- inference
@@ -445,7 +447,7 @@ class EmotionClassifier(KerasClassifier):
 
     @classmethod
     def from_pretrained(cls, name="default", **params):
-        """A trained classifier from fervision's registry of pretrained models.
+        """Return a trained classifier from fervision's registry of pretrained models.
 
         Parameters
         ----------

@@ -1,5 +1,8 @@
-"""Inference of :class:`EmotionClassifier`: one traced function for small batches,
-``Model.predict`` for large ones, and test-time augmentation."""
+"""Inference of :class:`EmotionClassifier`.
+
+One traced function for small batches, ``Model.predict`` for large ones, and
+test-time augmentation.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +27,9 @@ FOLD_FROM = 16
 
 
 def one_trace_per_model(fn, depth: int = 3):
-    """Mark the ``tf.function`` objects in ``fn`` (itself, ``__wrapped__``, its closure)
-    as traced once per model; returns ``fn``.
+    """Mark the ``tf.function`` objects in ``fn`` as traced once per model; return ``fn``.
+
+    The objects: ``fn`` itself, its ``__wrapped__`` and its closure.
 
     TensorFlow counts traces per Python *code object*, across every function object made
     from it, and warns ("5 out of the last 5 calls to ... triggered tf.function
@@ -62,8 +66,10 @@ def _one_trace_callback():
     import keras
 
     class OneTracePerModel(keras.callbacks.Callback):
-        """Applies :func:`one_trace_per_model` to the functions Keras made for this fit,
-        evaluation or prediction, before their first call."""
+        """Apply :func:`one_trace_per_model` to the functions Keras made for this run.
+
+        The functions of this fit, evaluation or prediction, before their first call.
+        """
 
         def _mark(self, *names):
             for name in names:
@@ -89,10 +95,11 @@ def __getattr__(name):  # a Keras class, defined once Keras is needed
 
 
 def inference_fn(model, crop_pct: float = 1.0, *, folded: bool = False):
-    """A traced ``model(x, training=False)`` behind the centre crop ``crop_pct``
-    (:func:`fervision.nn.eval_crop.center_crop`, the same ops inside the graph), cached
-    on the model itself, one per crop and ``folded``; with ``folded=True`` the model runs
-    with its convolutions and batch normalisations folded together
+    """Return a traced ``model(x, training=False)`` behind the centre crop ``crop_pct``.
+
+    The crop is :func:`fervision.nn.eval_crop.center_crop`, the same ops inside the
+    graph.  Cached on the model itself, one per crop and ``folded``; with ``folded=True``
+    the model runs with its convolutions and batch normalisations folded together
     (:func:`fervision.nn.folding.folded_model`, the same outputs to float32 round-off).
 
     Cached on the model (not the estimator) so that ``predict`` leaves the estimator's
@@ -125,15 +132,20 @@ def inference_fn(model, crop_pct: float = 1.0, *, folded: bool = False):
 
 
 def inference_batch_size(est, n: int) -> int:
-    """Batch size of inference: ``predict__batch_size``, else ``batch_size``; SciKeras's
-    ``-1`` means one batch."""
+    """Return the batch size of inference: ``predict__batch_size``, else ``batch_size``.
+
+    SciKeras's ``-1`` means one batch.
+    """
     size = est.get_params().get("predict__batch_size", est.batch_size)
     return max(int(n), 1) if size == -1 else (size or 32)
 
 
 def predict_raw(est, X, **kwargs):
-    """Probabilities for raw images ``X``: the mean over the test-time augmentation
-    views, each seen through the centre crop (``crop_pct``) as the exported graph does."""
+    """Return the probabilities for raw images ``X``.
+
+    The mean over the test-time augmentation views, each seen through the centre crop
+    (``crop_pct``) as the exported graph does.
+    """
     if not hasattr(est, "model_"):
         raise NotFittedError(
             f"This {type(est).__name__} instance is not fitted yet. Call 'fit' with "

@@ -1,5 +1,8 @@
-"""Persistence of :class:`EmotionClassifier`: the ``.keras`` file with fervision
-metadata, wrapping trained Keras models, pretrained models and export."""
+"""Persistence of :class:`EmotionClassifier`.
+
+The ``.keras`` file with fervision metadata, wrapping trained Keras models, pretrained
+models and export.
+"""
 
 from __future__ import annotations
 
@@ -85,7 +88,7 @@ def check_keras_model(model, classes, input_size) -> np.ndarray:
 
 
 def metadata(est) -> dict:
-    """The fervision metadata :func:`save` stores beside the Keras model."""
+    """Return the fervision metadata :func:`save` stores beside the Keras model."""
     import fervision
 
     params = {k: v for k, v in est.get_params().items() if _jsonable(v)}
@@ -191,7 +194,7 @@ def load(cls, path):
                          f"{err}") from err
     try:
         model = keras.saving.load_model(str(path), safe_mode=True, compile=False)
-    except Exception as err:  # noqa: BLE001 - Keras raises many types for bad files
+    except Exception as err:  # Keras raises many types for bad files
         raise ValueError(f"{path}: the Keras model in it could not be loaded "
                          f"({type(err).__name__}: {err})") from err
     params = dict(meta.get("params", {}))
@@ -206,7 +209,7 @@ def load(cls, path):
 
 
 def pretrained_path(name: str) -> Path:
-    """The file of the pretrained model ``name`` (bundled or fetched), SHA-256 checked.
+    """Return the file of the pretrained model ``name`` (bundled or fetched), SHA-256 checked.
 
     ``name`` is one of :func:`fervision.weights.list_pretrained`; a ``KeyError`` lists
     them otherwise.

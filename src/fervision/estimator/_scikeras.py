@@ -24,7 +24,7 @@ from scikeras._utils import (
 )
 from scikeras.wrappers import KerasClassifier
 
-__all__ = ["KerasClassifier", "SUPPORTED_VERSION", "OVERRIDDEN", "check_scikeras"]
+__all__ = ["OVERRIDDEN", "SUPPORTED_VERSION", "KerasClassifier", "check_scikeras"]
 
 #: The SciKeras version fervision is written and tested against.
 SUPPORTED_VERSION = "0.13.0"
@@ -86,7 +86,7 @@ def parent_fit_keras_model(est, X, y, **kwargs):
 
 # ------------------------------------------------------------- private state
 def random_state(est):
-    """The seed SciKeras resolved for the current fit (``_random_state``)."""
+    """Return the seed SciKeras resolved for the current fit (``_random_state``)."""
     return est._random_state
 
 
@@ -95,7 +95,7 @@ def set_random_state(est, value) -> None:
 
 
 def fit_callbacks(est) -> list:
-    """The callbacks SciKeras passes to ``Model.fit`` (``_fit_callbacks``)."""
+    """Return the callbacks SciKeras passes to ``Model.fit`` (``_fit_callbacks``)."""
     return list(est._fit_callbacks)
 
 
@@ -110,9 +110,11 @@ def initialize_callbacks(est) -> None:
 
 # ------------------------------------------------------------- parameter routing
 def predict_needs_keras_loop(est) -> bool:
-    """Whether prediction must run through ``Model.predict``: predict callbacks, or a
-    routed ``predict__`` parameter other than ``batch_size`` (``verbose``, ``steps``...),
-    which only Keras's loop honours."""
+    """Tell whether prediction must run through ``Model.predict``.
+
+    It must for predict callbacks, or a routed ``predict__`` parameter other than
+    ``batch_size`` (``verbose``, ``steps``...), which only Keras's loop honours.
+    """
     # Only explicit predict__ keys: SciKeras also routes the plain ``batch_size`` and
     # ``verbose`` (fit's progress) to predict, and neither needs Keras's loop.
     return bool(est._predict_callbacks) or any(
@@ -120,8 +122,11 @@ def predict_needs_keras_loop(est) -> bool:
 
 
 def predict_arguments(est, n_samples: int, **kwargs) -> dict:
-    """Keyword arguments for ``Model.predict``: routed ``predict__`` parameters,
-    SciKeras's predict callbacks, then ``kwargs``; ``batch_size=-1`` means one batch."""
+    """Return the keyword arguments for ``Model.predict``.
+
+    Routed ``predict__`` parameters, SciKeras's predict callbacks, then ``kwargs``;
+    ``batch_size=-1`` means one batch.
+    """
     args = route_params(est.get_params(), destination="predict",
                         pass_filter=est._predict_kwargs, strict=True)
     args = {k: v for k, v in args.items() if not k.startswith("callbacks")}
@@ -133,7 +138,7 @@ def predict_arguments(est, n_samples: int, **kwargs) -> dict:
 
 
 def make_optimizer(est, optimizer, learning_rate: float):
-    """A new optimizer from a name or class and the routed ``optimizer__`` parameters."""
+    """Make an optimizer from a name or class and the routed ``optimizer__`` parameters."""
     cls = try_to_convert_strings_to_classes(optimizer, get_optimizer_class)
     routed = route_params(est.get_params(), destination="optimizer",
                           pass_filter=set(), strict=True)

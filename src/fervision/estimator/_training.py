@@ -1,5 +1,8 @@
-"""Training of :class:`EmotionClassifier`: class weights, soft targets, callbacks, the
-stratified validation split, two-phase transfer learning and the NaN-loss check."""
+"""Training of :class:`EmotionClassifier`.
+
+Class weights, soft targets, callbacks, the stratified validation split, two-phase
+transfer learning and the NaN-loss check.
+"""
 
 from __future__ import annotations
 
@@ -61,8 +64,11 @@ def fit(est, X, y, sample_weight=None, target_distribution=None, **kwargs):
 
 
 def fit_wrapped(est, X, y, **kwargs):
-    """SciKeras's ``_fit`` (``fit`` and ``partial_fit`` both land there), after the
-    parameter checks and leaving process-wide seeds, determinism and policy as found."""
+    """Run SciKeras's ``_fit`` (``fit`` and ``partial_fit`` both land there).
+
+    After the parameter checks, and leaving process-wide seeds, determinism and policy
+    as found.
+    """
     validate_params(est)
     with process_state_kept():
         return _scikeras.parent_fit(est, X, y, **kwargs)
@@ -102,11 +108,11 @@ def _monitor(est):
 def _callbacks(est, backup_name="backup"):
     # TerminateOnNaN first: no checkpoint or backup of NaN weights after it fires.
     # OneTracePerModel: no "tf.function retracing" warning for a new model's first trace.
-    return [keras.callbacks.TerminateOnNaN(), _inference.OneTracePerModel()] + training_callbacks(
+    return [keras.callbacks.TerminateOnNaN(), _inference.OneTracePerModel(), *training_callbacks(
         monitor=_monitor(est), early_stopping=est.early_stopping,
         reduce_lr=est.reduce_lr, checkpoint_dir=est.checkpoint_dir,
         keep_checkpoints=est.keep_checkpoints, resume=est.resume,
-        backup_name=backup_name)
+        backup_name=backup_name)]
 
 
 def _encoded_validation_data(est):
@@ -129,8 +135,9 @@ def _keras_fit(est, X, y, sample_weight, **kwargs):
 
 
 def fit_keras_model(est, X, y, sample_weight, warm_start, epochs, initial_epoch, **kwargs):
-    """SciKeras's ``_fit_keras_model`` with the training callbacks and validation data,
-    split into two phases for transfer learning; then precise BatchNorm statistics.
+    """Run SciKeras's ``_fit_keras_model`` with the training callbacks and validation data.
+
+    Split into two phases for transfer learning; then precise BatchNorm statistics.
 
     Each phase is SciKeras's own ``_fit_keras_model``, so ``history_`` and
     ``random_state`` handling stay SciKeras's.

@@ -75,7 +75,7 @@ def validate_params(est) -> None:
 
 
 def set_tags(tags):
-    """The estimator's tags, stated explicitly.
+    """Set the estimator's tags explicitly.
 
     SciKeras 0.13 still describes itself with the removed ``_more_tags`` dict and lists
     ``BaseEstimator`` before ``ClassifierMixin`` (so the mixin's tags are never

@@ -1,5 +1,7 @@
-"""Batch analysis of image collections: a threaded pipeline in one process, and the
-same pipeline on the workers of a Dask cluster.
+"""Batch analysis of image collections, in one process or on a Dask cluster.
+
+A threaded pipeline in one process, and the same pipeline on the workers of a Dask
+cluster.
 
 In one process, a pool of threads reads, decodes and detects the faces of the next
 images (OpenCV releases the GIL) while the calling thread classifies the faces of
@@ -56,8 +58,11 @@ def _cached(key, factory):
 
 
 def _resolve_classifier(classifier):
-    """A fitted classifier from None (the process default), a saved model's path
-    (loaded once per process) or an estimator (used as it is)."""
+    """Return a fitted classifier from a classifier spec.
+
+    The spec is None (the process default), a saved model's path (loaded once per
+    process) or an estimator (used as it is).
+    """
     if classifier is None:
         from .analysis import default_classifier
 
@@ -85,7 +90,7 @@ def _resolve_detector(detector):
 
 
 def _classes(classifier) -> list[str]:
-    """The classes of a classifier spec, without loading a model when it is a path."""
+    """Return the classes of a classifier spec, without loading a model when it is a path."""
     if classifier is None:
         from .analysis import MODEL_ENV
 

@@ -41,7 +41,7 @@ def _is_image_name(name: str) -> bool:
 
 
 def expand_paths(patterns: Iterable) -> list[str]:
-    """The image files named by files, folders and glob patterns, in a stable order.
+    """Return the image files named by files, folders and glob patterns, in a stable order.
 
     Parameters
     ----------

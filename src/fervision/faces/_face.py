@@ -33,7 +33,7 @@ class Face:
     landmarks: np.ndarray | None = None
 
     def __post_init__(self):
-        x, y, w, h = (int(round(float(v))) for v in self.box)
+        x, y, w, h = (round(float(v)) for v in self.box)
         self.box = (x, y, w, h)
         self.score = float(self.score)
         if self.landmarks is not None:
@@ -48,7 +48,7 @@ class Face:
         return self.box[2] * self.box[3]
 
     def scaled(self, factor: float) -> Face:
-        """This face with box and landmarks multiplied by ``factor``."""
+        """Return this face with box and landmarks multiplied by ``factor``."""
         lm = None if self.landmarks is None else self.landmarks * factor
         return Face(tuple(v * factor for v in self.box), self.score, lm)
 

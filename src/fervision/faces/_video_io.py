@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["CODECS_BY_EXTENSION", "VideoWriter", "open_window", "check_display"]
+__all__ = ["CODECS_BY_EXTENSION", "VideoWriter", "check_display", "open_window"]
 
 #: (container format, video codec, audio codec) by output file extension.
 CODECS_BY_EXTENSION = {
@@ -229,12 +229,12 @@ class VideoWriter:
         if self.audio is not None:
             try:
                 self.audio.input.close()
-            except Exception:  # noqa: BLE001 - already failing; the temp file goes below
+            except Exception:  # already failing; the temp file goes below
                 pass
         if self.container is not None:
             try:
                 self.container.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
             self.container = None
         if self._tmp is not None:
@@ -332,7 +332,7 @@ class TkWindow:
             self._photo = None
             try:
                 self.root.destroy()
-            except Exception:  # noqa: BLE001 - already destroyed by the window manager
+            except Exception:  # already destroyed by the window manager
                 pass
             # Tk objects must die in the thread that made them: left to the cyclic
             # garbage collector (the key bindings hold self), they may be collected in
@@ -362,5 +362,5 @@ class OpenCVWindow:
 
 
 def open_window(title: str, backend: str):
-    """A window of :func:`check_display`'s ``backend``."""
+    """Open a window of :func:`check_display`'s ``backend``."""
     return TkWindow(title) if backend == "tk" else OpenCVWindow(title)

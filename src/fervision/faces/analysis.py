@@ -37,8 +37,8 @@ __all__ = [
     "analyze_frame",
     "annotate",
     "default_classifier",
-    "load_default_classifier",
     "default_detector",
+    "load_default_classifier",
     "read_image",
     "to_bgr",
     "top_emotion",
@@ -88,7 +88,7 @@ class FaceResult:
         return self.emotion
 
     def to_dict(self) -> dict:
-        """The result as JSON-ready built-in types; a stable schema.
+        """Return the result as JSON-ready built-in types; a stable schema.
 
         Every key is always present, in this order; new keys may be added in later
         versions, none is renamed or removed without a deprecation period.  The CLI's
@@ -120,24 +120,26 @@ class FaceResult:
         }
 
     def __getitem__(self, key: str):
+        """Return ``to_dict()[key]``, so that ``face["emotion"]`` works as on a dict."""
         # Lets code written for dict results (``face["emotion"]``) keep working.
         return self.to_dict()[key]
 
 
 # --------------------------------------------------------------------------- defaults
 def default_detector():
-    """The process-wide default :class:`~fervision.faces.detection.FaceDetector` (lazy).
+    """Return the process-wide default :class:`~fervision.faces.detection.FaceDetector`.
 
-    ``FaceDetector()``, or ``FaceDetector(model_path=$FERVISION_DETECTOR_MODEL)`` when set.
+    Made on the first call: ``FaceDetector()``, or
+    ``FaceDetector(model_path=$FERVISION_DETECTOR_MODEL)`` when set.
     """
     return _cached("detector", _make_default_detector)
 
 
 def default_classifier():
-    """The process-wide default :class:`~fervision.estimator.EmotionClassifier` (lazy).
+    """Return the process-wide default :class:`~fervision.estimator.EmotionClassifier`.
 
-    ``$FERVISION_MODEL`` (a saved ``.keras`` model) when set, else the bundled model
-    set up for real time: see :func:`load_default_classifier`.
+    Made on the first call: ``$FERVISION_MODEL`` (a saved ``.keras`` model) when set,
+    else the bundled model set up for real time: see :func:`load_default_classifier`.
     """
     return _cached("classifier", load_default_classifier)
 
@@ -186,7 +188,7 @@ def load_default_classifier(realtime: bool = True):
 
 
 def load_classifier(spec, what: str = "model"):
-    """A classifier from a pretrained model's name or a saved ``.keras`` file.
+    """Load a classifier from a pretrained model's name or a saved ``.keras`` file.
 
     Parameters
     ----------
@@ -235,7 +237,7 @@ def _is_pil_image(obj) -> bool:
 
 
 def _is_single_input(obj) -> bool:
-    """An object :func:`to_bgr` reads as one image other than a nested list of numbers."""
+    """Tell whether :func:`to_bgr` reads ``obj`` as one image (not a nested list of numbers)."""
     return (isinstance(obj, str | os.PathLike | bytes | bytearray | memoryview | np.ndarray)
             or hasattr(obj, "read") or _is_pil_image(obj))
 
@@ -365,9 +367,11 @@ def results_from(faces, proba, classes) -> list[FaceResult]:
 
 def analyze_frame(image_bgr: np.ndarray, detector, classifier, *,
                   name: str = "image") -> list[FaceResult]:
-    """:func:`analyze` for a frame already in BGR uint8 with an explicit detector and
-    classifier (no conversion, no defaults): the per-frame step of video processing.
-    ``name`` is what errors call the frame."""
+    """Run :func:`analyze` on a BGR uint8 frame with an explicit detector and classifier.
+
+    No conversion, no defaults: the per-frame step of video processing.  ``name`` is
+    what errors call the frame.
+    """
     return results_from(*classify_faces(image_bgr, detector, classifier, name=name))
 
 
@@ -435,7 +439,7 @@ def analyze(image, detector=None, classifier=None, *, rgb: bool = False, name: s
 
 def top_emotion(image, detector=None, classifier=None, *,
                 rgb: bool = False) -> tuple[str | None, float | None]:
-    """The emotion of the largest face and its probability, or ``(None, None)``.
+    """Return the emotion of the largest face and its probability, or ``(None, None)``.
 
     Parameters
     ----------

@@ -37,7 +37,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from ..data.preprocessing import read_image, resize_gray
 from ._face import Face, NoFaceWarning, box_iou
 
-__all__ = ["Face", "FaceDetector", "NoFaceWarning", "BACKENDS", "box_iou", "check_image"]
+__all__ = ["BACKENDS", "Face", "FaceDetector", "NoFaceWarning", "box_iou", "check_image"]
 
 BACKENDS = ("yunet", "haar", "mtcnn")
 #: YuNet model shipped in the wheel (sha256 ebafce4e...c22f0f0), the offline default.
@@ -105,8 +105,10 @@ def check_image(image, name: str = "image") -> np.ndarray:
 
 
 def _plausible(face: Face, width: int, height: int) -> bool:
-    """A box of positive size that overlaps the image and is at most twice as wide and
-    twice as high as the image.
+    """Tell whether ``face`` has a plausible box for an image of this size.
+
+    Plausible: a box of positive size that overlaps the image and is at most twice as
+    wide and twice as high as the image.
 
     Anything else is a backend artefact (seen from YuNet on extreme aspect ratios: a
     305-pixel-wide "face" in a 1-pixel-wide image), and a huge box would make
@@ -222,6 +224,7 @@ class FaceDetector(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ sklearn
     def __sklearn_tags__(self):
+        """Return scikit-learn's tags: no fit required, 3-D image batches as input."""
         tags = super().__sklearn_tags__()
         tags.requires_fit = False  # stateless: nothing is learned
         tags.input_tags.two_d_array = False
@@ -229,6 +232,7 @@ class FaceDetector(TransformerMixin, BaseEstimator):
         return tags
 
     def __getstate__(self):
+        """Return the state to pickle, without the loaded detector engine."""
         # The OpenCV/TensorFlow detector objects cannot be pickled; rebuild lazily.
         state = super().__getstate__()
         for key in ("_engine", "_engine_key", "_lock"):
@@ -464,7 +468,7 @@ class FaceDetector(TransformerMixin, BaseEstimator):
         gray = _to_gray(check_image(image))
         x, y, w, h = face.box
         center = np.array([x + w / 2.0, y + h / 2.0])
-        side = max(int(round(max(w, h) * (1 + 2 * float(self.margin)))), 1)
+        side = max(round(float(max(w, h) * (1 + 2 * float(self.margin)))), 1)
         rotation = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
         if self.align and face.landmarks is not None:
             right_eye, left_eye = face.landmarks[0], face.landmarks[1]

@@ -49,8 +49,14 @@ from .analysis import (
     results_from,
 )
 
-__all__ = ["VideoSummary", "ScoreSmoother", "FaceTracker", "process_video",
-           "CODECS_BY_EXTENSION", "VIDEO_EXTENSIONS"]
+__all__ = [
+    "CODECS_BY_EXTENSION",
+    "VIDEO_EXTENSIONS",
+    "FaceTracker",
+    "ScoreSmoother",
+    "VideoSummary",
+    "process_video",
+]
 
 #: Extensions an annotated output video may have (codecs in ``CODECS_BY_EXTENSION``).
 VIDEO_EXTENSIONS = frozenset(CODECS_BY_EXTENSION)
@@ -104,7 +110,7 @@ class VideoSummary:
     tracks: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        """The summary as a JSON-ready dict."""
+        """Return the summary as a JSON-ready dict."""
         return asdict(self)
 
 

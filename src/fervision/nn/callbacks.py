@@ -63,6 +63,7 @@ class RollingCheckpoint(keras.callbacks.ModelCheckpoint):
         super().__init__(str(self.directory / CHECKPOINT_PATTERN), save_freq="epoch")
 
     def on_epoch_end(self, epoch, logs=None):
+        """Save this epoch's checkpoint, then remove all but the newest ``keep``."""
         super().on_epoch_end(epoch, logs)
         if self.keep is None:
             return

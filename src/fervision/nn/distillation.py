@@ -68,7 +68,7 @@ def _fingerprint(teacher, X) -> str:
 
 def teacher_probabilities(teacher, X, *, cache=None, batch_size: int = 256,
                           progress=None) -> np.ndarray:
-    """The teacher's ``predict_proba(X)``, computed once and cached.
+    """Return the teacher's ``predict_proba(X)``, computed once and cached.
 
     Parameters
     ----------

@@ -1,5 +1,6 @@
-"""The centre crop a classifier looks through at inference (``crop_pct``, as timm's
-pretrained configs carry it).
+"""The centre crop a classifier looks through at inference (``crop_pct``).
+
+``crop_pct`` as timm's pretrained configs carry it.
 
 Training's augmentation (:func:`fervision.nn.augmentation.build_augmentation`) cuts a
 random square of ``1 - crop`` of the side from every image and resizes it back, so the
@@ -42,7 +43,7 @@ def check_crop_pct(value) -> float:
 
 
 def resolve_crop_pct(crop_pct, augment) -> float:
-    """The fraction of the face a classifier with these parameters predicts on.
+    """Return the fraction of the face a classifier with these parameters predicts on.
 
     ``"auto"`` matches training's random-resized crop: ``1 - crop`` of the augmentation
     (``augment=True``: :data:`~fervision.nn.augmentation.DEFAULT_CROP`; a dict: its
@@ -62,18 +63,22 @@ def resolve_crop_pct(crop_pct, augment) -> float:
 
 
 def classifier_crop_pct(clf) -> float:
-    """The fraction of the face ``clf`` predicts on: :func:`resolve_crop_pct` of its
-    ``crop_pct`` and ``augment``.  A classifier without ``crop_pct`` (pickled before it
-    existed, or not a fervision one) reads as ``"auto"``, one without ``augment`` as
-    unaugmented (the whole face)."""
+    """Return the fraction of the face ``clf`` predicts on.
+
+    :func:`resolve_crop_pct` of its ``crop_pct`` and ``augment``.  A classifier without
+    ``crop_pct`` (pickled before it existed, or not a fervision one) reads as
+    ``"auto"``, one without ``augment`` as unaugmented (the whole face).
+    """
     return resolve_crop_pct(getattr(clf, "crop_pct", "auto"), getattr(clf, "augment", False))
 
 
 def resize_side(size: int, crop_pct: float) -> int:
-    """Side to enlarge an ``size x size`` image to before cutting its centre
-    ``size x size``: ``size / crop_pct``, with the margin rounded to whole pixels on each
-    side so that the crop stays centred (48 and 0.9 give 54)."""
-    margin = int(round((size / crop_pct - size) / 2))
+    """Return the side to enlarge an ``size x size`` image to before cutting its centre.
+
+    ``size / crop_pct``, with the margin rounded to whole pixels on each side so that
+    the centre ``size x size`` crop stays centred (48 and 0.9 give 54).
+    """
+    margin = round(float((size / crop_pct - size) / 2))
     return size + 2 * margin
 
 
@@ -91,7 +96,7 @@ def crop_tensor(x, crop_pct: float):
 
 
 def center_crop(X: np.ndarray, crop_pct: float) -> np.ndarray:
-    """The centre ``crop_pct`` of each image of a preprocessed batch, resized back.
+    """Return the centre ``crop_pct`` of each image of a preprocessed batch, resized back.
 
     Parameters
     ----------

@@ -76,8 +76,10 @@ def _require(modules, what: str) -> None:
 
 
 def _unpack(clf, classes):
-    """(keras model, class names, input size, crop_pct, extra metadata) from an
-    estimator or model."""
+    """Unpack an estimator or model for export.
+
+    Return (keras model, class names, input size, crop_pct, extra metadata).
+    """
     import keras
 
     if isinstance(clf, keras.Model):

@@ -29,7 +29,7 @@ _PROBE_ATOL = 1e-4
 
 
 def _graph_nodes(model) -> list:
-    """The calls (Keras ``Node`` objects) that make up a functional model's own graph.
+    """Return the calls (Keras ``Node`` objects) that make up a functional model's graph.
 
     Keras 3 keeps them in ``Function._nodes_by_depth``; a layer's ``_inbound_nodes`` would
     also list its calls in *other* graphs (an ensemble, an export wrapper, an earlier
@@ -87,8 +87,10 @@ def _layer_classes():
     import keras
 
     class FoldedConv(keras.layers.Layer):
-        """``bn(conv(x))`` at inference as one convolution, folded from the live
-        variables of both layers on every call."""
+        """``bn(conv(x))`` at inference as one convolution.
+
+        Folded from the live variables of both layers on every call.
+        """
 
         def __init__(self, conv, bn, **kwargs):
             super().__init__(name=f"{conv.name}_folded", **kwargs)
@@ -122,8 +124,10 @@ def _layer_classes():
 
 
 def folded_model(model):
-    """An inference copy of ``model`` with its ``Conv2D -> BatchNormalization`` pairs
-    folded, sharing its variables; ``model`` itself when nothing folds.
+    """Return an inference copy of ``model`` with its Conv2D + BatchNormalization folded.
+
+    The copy has its ``Conv2D -> BatchNormalization`` pairs folded and shares the
+    variables of ``model``; ``model`` itself is returned when nothing folds.
 
     Parameters
     ----------
@@ -160,7 +164,7 @@ def folded_model(model):
 
 
 def _agrees(model, folded) -> bool:
-    """The two give the same outputs on a probe batch (fixed seed, float32)."""
+    """Tell whether the two give the same outputs on a probe batch (fixed seed, float32)."""
     import keras
 
     shape = model.input_shape

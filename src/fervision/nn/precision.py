@@ -23,7 +23,7 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 @functools.lru_cache(maxsize=1)
 def cpu_supports_bf16() -> bool:
-    """True when /proc/cpuinfo lists AMX-BF16 or AVX512-BF16."""
+    """Return True when /proc/cpuinfo lists AMX-BF16 or AVX512-BF16."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -38,7 +38,7 @@ def cpu_supports_bf16() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def gpu_supports_bf16() -> bool:
-    """True when a visible GPU has compute capability 8.0 or newer (Ampere+)."""
+    """Return True when a visible GPU has compute capability 8.0 or newer (Ampere+)."""
     try:
         import tensorflow as tf
 
@@ -46,7 +46,7 @@ def gpu_supports_bf16() -> bool:
             cc = tf.config.experimental.get_device_details(gpu).get("compute_capability")
             if cc and tuple(cc) >= (8, 0):
                 return True
-    except Exception:  # noqa: BLE001 - no TF GPU support means no bf16 GPU
+    except Exception:  # no TF GPU support means no bf16 GPU
         return False
     return False
 

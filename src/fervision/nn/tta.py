@@ -37,13 +37,13 @@ def resolve_tta(tta) -> str | None:
 
 
 def n_views(mode: str | None) -> int:
-    """Number of views a mode averages (1 when off)."""
+    """Return the number of views a mode averages (1 when off)."""
     return {None: 1, "flip": 2, "crops": 12}[mode]
 
 
 def _crops(X: np.ndarray, crop: float) -> list[np.ndarray]:
     size = X.shape[1]
-    side = int(round(size * (1.0 - crop)))
+    side = round(float(size * (1.0 - crop)))
     if not 0 < side < size:
         return []
     far = size - side
