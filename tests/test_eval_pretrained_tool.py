@@ -58,6 +58,45 @@ def test_each_pretrained_model_is_reported_on_the_labels_it_learned():
     assert tool.home_set("mine.keras") is None
 
 
+
+def test_a_mean_of_models_is_scored_as_one_teacher(test_sets, tiny_model_path, tmp_path):
+    from fervision import EmotionClassifier
+    from fervision.data.datasets import load_ferplus
+
+    tool = load_example("eval_pretrained")
+    other = EmotionClassifier.load(tiny_model_path)
+    dense = other.model_.layers[-1]
+    kernel, bias = dense.get_weights()
+    dense.set_weights([-kernel, bias])  # a different member, same classes and crop
+    other_path = tmp_path / "other.keras"
+    other.save(other_path)
+    spec = f"{tiny_model_path}+{other_path}"
+    out = tmp_path / "rows.json"
+    tool.main(["--model", spec, "--ferplus", str(test_sets / "ferplus"),
+               "--fer2013", str(test_sets / "fer2013"), "--out", str(out),
+               "--card", str(tmp_path / "card")])
+    rows = json.loads(out.read_text())
+    assert [(r["model"], r["test_set"]) for r in rows] == [
+        (spec, "FER+ Valid (majority)"), (spec, "FER2013 PublicTest")]
+    X, y = load_ferplus(test_sets / "ferplus" / "FER2013Valid", progress=False)
+    members = [EmotionClassifier.load(tiny_model_path), EmotionClassifier.load(other_path)]
+    mean = np.mean([m.predict_proba(X) for m in members], axis=0)
+    expected = np.mean(members[0].classes_[mean.argmax(axis=1)] == np.asarray(y))
+    assert (mean.argmax(axis=1) != members[0].predict_proba(X).argmax(axis=1)).any()
+    assert rows[0]["accuracy"] == pytest.approx(expected)  # the mean, not one member
+    assert tool.home_set(spec) is None
+    assert not (tmp_path / "card").exists()
+
+
+def test_an_unknown_member_of_a_mean_is_named(test_sets, tmp_path):
+    tool = load_example("eval_pretrained")
+    out = tmp_path / "rows.json"
+    with pytest.raises(SystemExit, match=r"--model nope: not a pretrained model"):
+        tool.main(["--model", "default+nope", "--ferplus", str(test_sets / "ferplus"),
+                   "--fer2013", str(test_sets / "fer2013"), "--out", str(out)])
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("bad", ["1.5", "0", "half"])
 def test_a_bad_crop_is_refused_before_any_work(bad, tmp_path, capsys):
     tool = load_example("eval_pretrained")

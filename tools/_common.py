@@ -112,3 +112,45 @@ def run_wall_s(run: Path) -> float | None:
         return None
     done = json.loads((run / "done.json").read_text())
     return done.get("wall_s", done.get("wall_s_this_run"))
+
+
+def load_mean_classifier(spec: str, what: str):
+    """Load a pretrained name or a saved ``.keras`` file, or the mean of several joined by ``+``.
+
+    The mean is one classifier over one Keras model averaging the members'
+    probabilities, so a training cache fingerprint covers every member's weights and one
+    ``predict`` scores the mean as a teacher gives it.  Exits naming ``what`` and the
+    member that is neither, or members that differ in classes or centre crop.
+    """
+    from fervision.faces.analysis import load_classifier
+    from fervision.weights import list_pretrained
+
+    members = []
+    for member in spec.split("+"):
+        try:
+            members.append(load_classifier(member, what=what))
+        except (KeyError, FileNotFoundError):
+            raise SystemExit(f"{what} {member}: not a pretrained model "
+                             f"({', '.join(list_pretrained())}) nor a .keras file") from None
+        except ValueError as err:  # a file that is not a saved classifier
+            raise SystemExit(f"{what} {member}: {err}") from None
+    return members[0] if len(members) == 1 else average_classifiers(spec, members, what)
+
+
+def average_classifiers(spec: str, members, what: str):
+    """Return one classifier averaging the members' probabilities.
+
+    The members must agree on classes and centre crop: the mean is taken over the same
+    view of each face.
+    """
+    from fervision import EmotionClassifier
+    from fervision.nn.backbones import average_models
+    from fervision.nn.eval_crop import classifier_crop_pct
+
+    classes = list(members[0].classes_)
+    crops = {classifier_crop_pct(m) for m in members}
+    if any(list(m.classes_) != classes for m in members) or len(crops) > 1:
+        raise SystemExit(f"{what} {spec}: the models differ in classes or centre crop "
+                         f"(crop_pct {sorted(crops)}); only alike models can be averaged")
+    return EmotionClassifier.from_keras_model(
+        average_models([m.model_ for m in members]), classes, crop_pct=crops.pop())

@@ -2,7 +2,9 @@
 
     python tools/eval_pretrained.py --out docs/_static/model_card/pretrained.json
 
-For each model of :func:`fervision.weights.list_pretrained` (or ``--model NAME/PATH``)
+For each model of :func:`fervision.weights.list_pretrained` (or ``--model NAME/PATH``;
+``A+B+...`` scores the mean of their probabilities, a distillation teacher as
+``train_default_model.py --teacher`` gives it)
 and each test-time augmentation in ``--tta`` and centre crop in ``--crop-pct``: accuracy
 and macro-F1 on
 
@@ -21,9 +23,8 @@ import itertools
 import time
 from pathlib import Path
 
-from _common import DEFAULT_FER2013, ROOT  # tools/ is on sys.path
+from _common import DEFAULT_FER2013, ROOT, load_mean_classifier  # tools/ is on sys.path
 
-from fervision import EmotionClassifier
 from fervision.data.datasets import load_ferplus, load_image_folder
 from fervision.data.evaluation import evaluate
 from fervision.files import write_json
@@ -32,8 +33,11 @@ from fervision.weights import list_pretrained, pretrained_info
 
 
 def home_set(name: str) -> str | None:
-    """Return the test set whose labels a pretrained model was trained on (None for a file)."""
-    if name.endswith(".keras"):
+    """Return the test set whose labels a pretrained model was trained on.
+
+    None for a file or a mean of several models (``A+B``): no shipped model, no card.
+    """
+    if name.endswith(".keras") or "+" in name:
         return None
     trained_on = pretrained_info(name).trained_on
     return "FER+ Valid (majority)" if trained_on.startswith("FER+") else "FER2013 PublicTest"
@@ -42,7 +46,9 @@ def home_set(name: str) -> str | None:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", nargs="+", default=None,
-                   help="pretrained names or .keras files (default: every pretrained name)")
+                   help="pretrained names or .keras files, or the mean of several joined "
+                        "by '+' (as train_default_model.py --teacher) "
+                        "(default: every pretrained name)")
     p.add_argument("--tta", nargs="+", default=["none"], choices=["none", "flip", "crops"])
     p.add_argument("--crop-pct", nargs="+", default=["model"], metavar="FRACTION|model",
                    help="centre crop(s) to predict on (EmotionClassifier crop_pct); "
@@ -69,8 +75,7 @@ def main(argv=None):
     }
     rows = []
     for name in args.model or list_pretrained():
-        clf = (EmotionClassifier.load(name) if name.endswith(".keras")
-               else EmotionClassifier.from_pretrained(name))
+        clf = load_mean_classifier(name, what="--model")
         own_crop = clf.crop_pct
         for crop_pct, tta in itertools.product(args.crop_pct, args.tta):
             clf.set_params(tta=False if tta == "none" else tta,

@@ -29,6 +29,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from _common import load_mean_classifier  # tools/ is on sys.path
 
 from fervision.data.datasets import FERPLUS_CLASSES, load_ferplus, load_image_folder
 from fervision.data.preprocessing import check_images
@@ -137,43 +138,11 @@ def load_teacher(args):
     """Load the ``--teacher`` with its TTA.
 
     A pretrained name or a saved ``.keras`` file, or the mean of several joined by
-    ``+``; exits naming the value that is none of these, before the run directory
-    exists.
+    ``+`` (:func:`_common.load_mean_classifier`); exits naming the value that is none of
+    these, before the run directory exists.
     """
-    from fervision.faces.analysis import load_classifier
-    from fervision.weights import list_pretrained
-
-    members = []
-    for spec in args.teacher.split("+"):
-        try:
-            members.append(load_classifier(spec, what="--teacher"))
-        except (KeyError, FileNotFoundError):
-            raise SystemExit(f"--teacher {spec}: not a pretrained model "
-                             f"({', '.join(list_pretrained())}) nor a .keras file") from None
-        except ValueError as err:  # a file that is not a saved classifier
-            raise SystemExit(f"--teacher {spec}: {err}") from None
-    teacher = members[0] if len(members) == 1 else average_teacher(args.teacher, members)
+    teacher = load_mean_classifier(args.teacher, what="--teacher")
     return teacher.set_params(tta=False if args.teacher_tta == "none" else args.teacher_tta)
-
-
-def average_teacher(spec: str, members):
-    """Return one classifier averaging the members' probabilities.
-
-    One Keras model, so the cache fingerprint covers every member's weights.  The
-    members must agree on classes and centre crop: the mean is taken over the same view
-    of each face.
-    """
-    from fervision import EmotionClassifier
-    from fervision.nn.backbones import average_models
-    from fervision.nn.eval_crop import classifier_crop_pct
-
-    classes = list(members[0].classes_)
-    crops = {classifier_crop_pct(m) for m in members}
-    if any(list(m.classes_) != classes for m in members) or len(crops) > 1:
-        raise SystemExit(f"--teacher {spec}: the models differ in classes or centre crop "
-                         f"(crop_pct {sorted(crops)}); only alike models can be averaged")
-    return EmotionClassifier.from_keras_model(
-        average_models([m.model_ for m in members]), classes, crop_pct=crops.pop())
 
 
 def distilled_targets(args, teacher, out: Path, X, Y, classes):
