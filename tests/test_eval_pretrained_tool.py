@@ -58,7 +58,6 @@ def test_each_pretrained_model_is_reported_on_the_labels_it_learned():
     assert tool.home_set("mine.keras") is None
 
 
-
 def test_a_mean_of_models_is_scored_as_one_teacher(test_sets, tiny_model_path, tmp_path):
     from fervision import EmotionClassifier
     from fervision.data.datasets import load_ferplus

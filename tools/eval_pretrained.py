@@ -68,14 +68,16 @@ def main(argv=None):
         except ValueError as err:
             p.error(f"--crop-pct {value}: {err}")
 
+    # every --model loads (and a bad one is named) before the test sets load
+    models = [(name, load_mean_classifier(name, what="--model"))
+              for name in args.model or list_pretrained()]
     sets = {
         "FER+ Valid (majority)": load_ferplus(Path(args.ferplus) / "FER2013Valid",
                                               progress=False),
         "FER2013 PublicTest": load_image_folder(Path(args.fer2013) / "test"),
     }
     rows = []
-    for name in args.model or list_pretrained():
-        clf = load_mean_classifier(name, what="--model")
+    for name, clf in models:
         own_crop = clf.crop_pct
         for crop_pct, tta in itertools.product(args.crop_pct, args.tta):
             clf.set_params(tta=False if tta == "none" else tta,
