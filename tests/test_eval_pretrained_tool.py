@@ -63,13 +63,28 @@ def test_a_mean_of_models_is_scored_as_one_teacher(test_sets, tiny_model_path, t
     from fervision.data.datasets import load_ferplus
 
     tool = load_example("eval_pretrained")
+    X, y = load_ferplus(test_sets / "ferplus" / "FER2013Valid", progress=False)
+    first = EmotionClassifier.load(tiny_model_path)
+    # A second member, same classes and crop, sure of the class the first finds least
+    # likely: the mean then differs from each member whatever the tiny model learned.
     other = EmotionClassifier.load(tiny_model_path)
+    least = int(first.predict_proba(X).mean(axis=0).argmin())
     dense = other.model_.layers[-1]
     kernel, bias = dense.get_weights()
-    dense.set_weights([-kernel, bias])  # a different member, same classes and crop
+    confident = np.full_like(bias, np.log(0.01 / (len(bias) - 1)))
+    confident[least] = np.log(0.99)
+    dense.set_weights([np.zeros_like(kernel), confident])
     other_path = tmp_path / "other.keras"
     other.save(other_path)
     spec = f"{tiny_model_path}+{other_path}"
+
+    members = [first, EmotionClassifier.load(other_path)]
+    probas = [m.predict_proba(X) for m in members]
+    mean = np.mean(probas, axis=0)
+    averaged = tool.load_mean_classifier(spec, what="--model").predict_proba(X)
+    np.testing.assert_allclose(averaged, mean, atol=1e-5)
+    assert not any(np.allclose(averaged, p, atol=1e-3) for p in probas)
+
     out = tmp_path / "rows.json"
     tool.main(["--model", spec, "--ferplus", str(test_sets / "ferplus"),
                "--fer2013", str(test_sets / "fer2013"), "--out", str(out),
@@ -77,11 +92,7 @@ def test_a_mean_of_models_is_scored_as_one_teacher(test_sets, tiny_model_path, t
     rows = json.loads(out.read_text())
     assert [(r["model"], r["test_set"]) for r in rows] == [
         (spec, "FER+ Valid (majority)"), (spec, "FER2013 PublicTest")]
-    X, y = load_ferplus(test_sets / "ferplus" / "FER2013Valid", progress=False)
-    members = [EmotionClassifier.load(tiny_model_path), EmotionClassifier.load(other_path)]
-    mean = np.mean([m.predict_proba(X) for m in members], axis=0)
-    expected = np.mean(members[0].classes_[mean.argmax(axis=1)] == np.asarray(y))
-    assert (mean.argmax(axis=1) != members[0].predict_proba(X).argmax(axis=1)).any()
+    expected = np.mean(first.classes_[mean.argmax(axis=1)] == np.asarray(y))
     assert rows[0]["accuracy"] == pytest.approx(expected)  # the mean, not one member
     assert tool.home_set(spec) is None
     assert not (tmp_path / "card").exists()
