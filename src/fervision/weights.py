@@ -445,7 +445,7 @@ register_pretrained(PretrainedModel(
     trained_on="FER+ Train vote distributions (10 taggers per FER2013 Training face) "
                "mixed with the probabilities of an earlier ferplus-large model and, in later "
                "runs, of its mean with an earlier default, last of a three-network mean "
-               "that includes this release's ferplus-large (distillation; in the last two "
+               "that includes the previous ferplus-large (distillation; in the last two "
                "runs the teacher saw each augmented training view: consistent teaching)",
     description="one fernet_small network (squeeze-excitation ResNet at half fernet's "
                 "width, 48x48 grayscale, bfloat16-rounded weights), one pass per face, "
@@ -471,11 +471,12 @@ register_pretrained(PretrainedModel(
     trained_on="FER+ Train vote distributions (10 taggers per FER2013 Training face), "
                "fine-tuned from a fernet network trained on FER2013's original labels, "
                "then mixed with the probabilities of the mean of its earlier version and "
-               "two defaults (consistent teaching on the augmented training views)",
+               "two defaults, last of the mean of its previous version and the default "
+               "(consistent teaching on the augmented training views)",
     description="one fernet network (squeeze-excitation ResNet, 48x48 grayscale, "
                 "bfloat16-rounded weights), one pass per face: more accurate than the "
                 "default and several times slower; see docs/model_card.md",
     file="ferplus-large.keras",
-    sha256="a5b8b19c351dd4d1d28e08b728c97feecf2e8e0a144551e248653f6c7c8aa435",
+    sha256="10b7d9ff4b55d039958b25bea1bcea0bf8b304b29aa5c0524e633befb390e574",
     params=dict(_PRETRAINED_PARAMS),
 ))
