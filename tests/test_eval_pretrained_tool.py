@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -104,6 +105,16 @@ def test_an_unknown_member_of_a_mean_is_named(test_sets, tmp_path):
     with pytest.raises(SystemExit, match=r"--model nope: not a pretrained model"):
         tool.main(["--model", "default+nope", "--ferplus", str(test_sets / "ferplus"),
                    "--fer2013", str(test_sets / "fer2013"), "--out", str(out)])
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("spec", ["default+", "+default", "default++fer2013"])
+def test_an_empty_member_of_a_mean_is_refused(spec, tmp_path):
+    tool = load_example("eval_pretrained")
+    out = tmp_path / "rows.json"
+    with pytest.raises(SystemExit, match=rf"--model {re.escape(spec)}: an empty model name"):
+        tool.main(["--model", spec, "--ferplus", str(tmp_path), "--fer2013", str(tmp_path),
+                   "--out", str(out)])
     assert not out.exists()
 
 

@@ -125,8 +125,11 @@ def load_mean_classifier(spec: str, what: str):
     from fervision.faces.analysis import load_classifier
     from fervision.weights import list_pretrained
 
+    names = spec.split("+")
+    if not all(name.strip() for name in names):  # "a+", "+b", "a++b": before any loading
+        raise SystemExit(f"{what} {spec}: an empty model name beside a '+'")
     members = []
-    for member in spec.split("+"):
+    for member in names:
         try:
             members.append(load_classifier(member, what=what))
         except (KeyError, FileNotFoundError):
