@@ -358,6 +358,33 @@ def test_unpack_names_missing_inputs(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_init_from_a_shallower_network_grows_it(two_runs, train_script, image_folders,
+                                               tmp_path, monkeypatch, capsys):
+    from fervision.nn.backbones import BACKBONES, fernet_body
+
+    # fernet_tiny with a second block in its last stage, as fernet_small_deep is to
+    # fernet_small; registered for this test only
+    monkeypatch.setitem(BACKBONES, "fernet_tiny_deep", lambda x, *, weights=None: fernet_body(
+        x, widths=(8, 16), blocks=(1, 2), stem=8, dropout=0.1, se=False))
+    out = tmp_path / "grown"
+    train_script.main(["--data", str(image_folders), "--out", str(out), "--epochs", "1",
+                       "--batch-size", "4", "--warmup-epochs", "0", "--backbone",
+                       "fernet_tiny_deep", "--precision", "float32", "--lr", "1e-9",
+                       "--init-from", str(two_runs[0] / "final.keras")])
+    assert "starting as the identity" in capsys.readouterr().out
+    start = keras.saving.load_model(two_runs[0] / "final.keras", compile=False)
+    grown = keras.saving.load_model(out / "final.keras", compile=False)
+    assert grown.count_params() > start.count_params()
+    # one epoch at a negligible learning rate: the stem and the classifier are still
+    # the trained network's (a fresh initialisation would differ)
+    def stem_and_head(model):
+        stem = next(la for la in model.layers if isinstance(la, keras.layers.Conv2D))
+        return stem.get_weights()[0], model.get_layer("predictions").get_weights()[0]
+
+    for after, before in zip(stem_and_head(grown), stem_and_head(start), strict=True):
+        np.testing.assert_allclose(after, before, atol=1e-6)
+
+
 def test_missing_init_from_is_named_before_anything_is_written(train_script, tmp_path):
     with pytest.raises(SystemExit, match=r"--init-from .*nope\.keras: no such file"):
         train_script.main(["--data", str(tmp_path), "--out", str(tmp_path / "run"),

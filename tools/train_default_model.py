@@ -43,6 +43,7 @@ from fervision.nn.augmentation import (
 from fervision.nn.backbones import create_model
 from fervision.nn.distillation import _check_alpha, _check_temperature, consistent_targets
 from fervision.nn.eval_crop import center_crop
+from fervision.nn.growth import grow_weights
 from fervision.nn.precision import dtype_policy, resolve_precision
 
 
@@ -95,8 +96,30 @@ def parse_args(argv=None):
                         "the plain images; costs a teacher pass per step, nothing cached")
     p.add_argument("--init-from", default=None,
                    help="start from this .keras model's weights (a warm restart: a new "
-                        "schedule on top of a finished run)")
+                        "schedule on top of a finished run); a shallower network of the "
+                        "same family (fernet_small for fernet_small_deep) is grown into "
+                        "the backbone, its new blocks starting as the identity "
+                        "(fervision.nn.growth.grow_weights)")
     return p.parse_args(argv)
+
+
+def initial_weights(args, n_classes, n_params):
+    """Return the weights of ``--init-from``, grown into a deeper backbone when it is one.
+
+    Grown in float32, outside the training's dtype policy, so that ``grow_weights`` can
+    check that the grown network predicts what the trained one did.
+    """
+    start = keras.saving.load_model(args.init_from, safe_mode=True, compile=False)
+    if start.count_params() == n_params:
+        return start.get_weights()
+    # a deeper backbone of the same family (fernet_small -> fernet_small_deep)
+    with dtype_policy("float32"):
+        grown = create_model(args.backbone, input_size=48, n_classes=n_classes,
+                             augmentation=build_augmentation(48, erasing=args.erasing))
+        new = grow_weights(grown, start)
+    print(f"grown from {args.init_from}: new layers {', '.join(new)}, starting as the "
+          "identity")
+    return grown.get_weights()
 
 
 def dataset(X, y, batch_size, shuffle, seed, mixup_alpha=0.0):
@@ -283,8 +306,7 @@ def main(argv=None):
                              augmentation=build_augmentation(48, erasing=args.erasing,
                                                           seed=seed))
         if args.init_from:
-            start = keras.saving.load_model(args.init_from, safe_mode=True, compile=False)
-            model.set_weights(start.get_weights())
+            model.set_weights(initial_weights(args, len(classes), model.count_params()))
         train = dataset(Xtr, Ytr, args.batch_size, True, seed, args.mixup)
         fitted = model
         if args.consistent:

@@ -261,6 +261,19 @@ def fernet_small(x, *, weights=None):
     return fernet_body(x, widths=(32, 64, 128, 256), stem=16, dropout=0.3)
 
 
+@register_backbone("fernet_small_deep")
+def fernet_small_deep(x, *, weights=None):
+    """Fernet_small with a second residual block in its third stage (6x6, 128 wide).
+
+    About 1.55 M parameters.  The extra block runs where the feature map is small, so
+    it adds capacity at little inference cost; :func:`fervision.nn.growth.grow_weights`
+    starts it from a trained ``fernet_small`` with the new block as the identity.
+    """
+    _no_pretrained("fernet_small_deep", weights)
+    return fernet_body(x, widths=(32, 64, 128, 256), blocks=(1, 1, 2, 1), stem=16,
+                       dropout=0.3)
+
+
 @register_backbone("fernet_tiny")
 def fernet_tiny(x, *, weights=None):
     """Build a very small fernet for tests and quick experiments."""
