@@ -13,6 +13,7 @@ All layers are built-in Keras layers, so saved models load with ``safe_mode=True
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable
 
@@ -101,6 +102,8 @@ def create_model(
     outputs = layers.Dense(n_classes, activation="softmax", dtype="float32",
                            name="predictions")(features)
     label = backbone if isinstance(backbone, str) else getattr(backbone, "__name__", "custom")
+    # a lambda's "<lambda>" is no valid TensorFlow scope name: predict would fail
+    label = re.sub(r"[^A-Za-z0-9_.-]", "_", label)
     return keras.Model(inputs, outputs, name=name or f"fervision_{label}")
 
 
