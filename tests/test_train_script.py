@@ -563,3 +563,12 @@ def test_consistent_options_are_checked_before_the_run_starts(train_script, tmp_
     with pytest.raises(SystemExit, match=message):
         train_script.main(["--out", str(out), *extra])
     assert not out.exists()
+
+
+def test_a_run_started_from_a_packaged_file_says_how_to_record_its_provenance(tmp_path):
+    common = load_example("_common")
+    run, shipped = tmp_path / "run", tmp_path / "models" / "default.keras"
+    run.mkdir()
+    (run / "args.json").write_text(json.dumps({"init_from": str(shipped)}))
+    with pytest.raises(SystemExit, match=r"cannot record its provenance.*unpack_default_model"):
+        common.run_chain(run)

@@ -59,7 +59,10 @@ def run_chain(run: Path) -> list[Path]:
         parent = Path(init).parent
         if parent in chain or not (parent / "args.json").is_file():
             raise SystemExit(f"{chain[0]} starts from {init}, whose run directory "
-                             f"{parent} has no args.json: cannot record its provenance")
+                             f"{parent} has no args.json: cannot record its provenance "
+                             "(for a packaged model, train from the run folder "
+                             "tools/unpack_default_model.py makes of it, or point "
+                             "init_from in args.json at that folder's final.keras)")
         chain.insert(0, parent)
 
 
