@@ -26,7 +26,7 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-from bench_vs_fer import ROOT, rate  # benchmarks/ is on sys.path when run as a script
+from bench_vs_fer import ROOT, fer_batched, rate  # benchmarks/ is on sys.path when run as a script
 
 
 def fernet_variant(spec: str):
@@ -56,16 +56,10 @@ def main(argv=None):
     builders = {name: name for name in args.backbone}
     builders.update({f"fernet {spec}": fernet_variant(spec) for spec in args.fernet})
 
-    import keras
-    import tensorflow as tf
-    from fer import fer as fer_module
-
     from fervision import EMOTIONS, EmotionClassifier
     from fervision.nn.backbones import create_model
 
-    fer_model = keras.saving.load_model(
-        Path(fer_module.__file__).parent / "data" / "emotion_model.hdf5", compile=False)
-    fer_call = tf.function(lambda x: fer_model(x, training=False))
+    fer_model, fer_call = fer_batched()
     clfs, params = {}, {}
     for name, builder in builders.items():
         model = create_model(builder, input_size=48, n_classes=len(EMOTIONS))

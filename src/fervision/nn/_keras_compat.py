@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 
-__all__ = ["patch_multiworker_fit"]
+__all__ = ["following_operations", "patch_multiworker_fit"]
 
 _LOCK = threading.Lock()
 _PATCHED = False
@@ -75,3 +75,12 @@ def patch_multiworker_fit() -> None:
 
         tf_trainer.reduce_per_replica = reduce_per_replica
         _PATCHED = True
+
+
+def following_operations(layer) -> list:
+    """Return the operations that take ``layer``'s output in a functional model.
+
+    Keras 3 has no public API for a layer's consumers; this is the one place fervision
+    reads its private ``_outbound_nodes``.
+    """
+    return [node.operation for node in layer._outbound_nodes]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from ._keras_compat import following_operations
 from .backbones import walk_layers
 
 __all__ = ["grow_weights"]
@@ -31,7 +32,7 @@ def _ends_residual_branch(layer) -> bool:
     """Tell whether ``layer`` is a batch normalisation not followed by an activation."""
     if not isinstance(layer, keras.layers.BatchNormalization):
         return False
-    following = [node.operation for node in layer._outbound_nodes]
+    following = following_operations(layer)
     return bool(following) and not any(
         isinstance(op, keras.layers.ReLU | keras.layers.Activation) for op in following)
 
