@@ -385,6 +385,17 @@ def test_init_from_a_shallower_network_grows_it(two_runs, train_script, image_fo
         np.testing.assert_allclose(after, before, atol=1e-6)
 
 
+def test_init_from_a_network_that_does_not_fit_is_named_before_anything_is_written(
+        two_runs, train_script, image_folders, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match=r"--init-from .*final\.keras: .*no counterpart"):
+        train_script.main(["--data", str(image_folders), "--out", str(out), "--epochs", "1",
+                           "--warmup-epochs", "0", "--backbone", "cnn", "--precision",
+                           "float32",
+                           "--init-from", str(two_runs[0] / "final.keras")])
+    assert not out.exists()
+
+
 def test_missing_init_from_is_named_before_anything_is_written(train_script, tmp_path):
     with pytest.raises(SystemExit, match=r"--init-from .*nope\.keras: no such file"):
         train_script.main(["--data", str(tmp_path), "--out", str(tmp_path / "run"),

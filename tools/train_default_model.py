@@ -103,23 +103,28 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def initial_weights(args, n_classes, n_params):
+def initial_weights(args):
     """Return the weights of ``--init-from``, grown into a deeper backbone when it is one.
 
-    Grown in float32, outside the training's dtype policy, so that ``grow_weights`` can
-    check that the grown network predicts what the trained one did.
+    Called before the run folder exists, so that a file that does not fit ``--backbone``
+    stops the run with its name and nothing written.  Grown in float32, outside the
+    training's dtype policy, so that ``grow_weights`` can check that the grown network
+    predicts what the trained one did.
     """
     start = keras.saving.load_model(args.init_from, safe_mode=True, compile=False)
-    if start.count_params() == n_params:
+    with dtype_policy("float32"):
+        target = create_model(args.backbone, input_size=48, n_classes=start.output_shape[-1],
+                              augmentation=build_augmentation(48, erasing=args.erasing))
+    if start.count_params() == target.count_params():
         return start.get_weights()
     # a deeper backbone of the same family (fernet_small -> fernet_small_deep)
-    with dtype_policy("float32"):
-        grown = create_model(args.backbone, input_size=48, n_classes=n_classes,
-                             augmentation=build_augmentation(48, erasing=args.erasing))
-        new = grow_weights(grown, start)
+    try:
+        new = grow_weights(target, start)
+    except ValueError as err:
+        raise SystemExit(f"--init-from {args.init_from}: {err}") from None
     print(f"grown from {args.init_from}: new layers {', '.join(new)}, starting as the "
           "identity")
-    return grown.get_weights()
+    return target.get_weights()
 
 
 def dataset(X, y, batch_size, shuffle, seed, mixup_alpha=0.0):
@@ -282,6 +287,7 @@ def main(argv=None):
         raise SystemExit(f"--teacher-tta {args.teacher_tta}: with --consistent the teacher "
                          "sees the student's one augmented view; leave --teacher-tta out")
     teacher = load_teacher(args) if args.teacher else None
+    init_weights = initial_weights(args) if args.init_from else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start_epoch = resume_epoch(out)
@@ -306,7 +312,7 @@ def main(argv=None):
                              augmentation=build_augmentation(48, erasing=args.erasing,
                                                           seed=seed))
         if args.init_from:
-            model.set_weights(initial_weights(args, len(classes), model.count_params()))
+            model.set_weights(init_weights)
         train = dataset(Xtr, Ytr, args.batch_size, True, seed, args.mixup)
         fitted = model
         if args.consistent:
