@@ -180,3 +180,27 @@ def test_consistent_targets_follow_the_augmented_view():
         consistent_targets(ds, aug, teacher, ["x", "y", "z"], classes)
     with pytest.raises(ValueError, match="temperature"):
         consistent_targets(ds, aug, teacher, teacher_classes, classes, temperature=0)
+    with pytest.raises(ValueError, match="tta='crops'"):
+        consistent_targets(ds, aug, teacher, teacher_classes, classes, tta="crops")
+    with pytest.raises(ValueError, match="tta must be"):
+        consistent_targets(ds, aug, teacher, teacher_classes, classes, tta="mirror")
+
+
+def test_consistent_targets_with_flip_average_the_view_and_its_mirror():
+    import keras
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    x = rng.random((6, 16, 16, 1), np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 6)]
+    teacher = _tiny(n_classes=3, seed=7)
+    classes = ["a", "b", "c"]
+    # an odd batch size: the mean must pair each view with its own mirror
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(5)
+    out = consistent_targets(ds, keras.layers.Identity(), teacher, classes, classes,
+                             alpha=0.6, tta="flip")
+    targets = np.concatenate([t.numpy() for _, t in out])
+    plain = teacher.predict(x, verbose=0)
+    mirrored = teacher.predict(x[:, :, ::-1, :], verbose=0)
+    assert not np.allclose(plain, mirrored)  # the mirror is a different view to this teacher
+    np.testing.assert_allclose(targets, 0.6 * (plain + mirrored) / 2 + 0.4 * y, atol=1e-5)

@@ -403,6 +403,17 @@ def test_missing_init_from_is_named_before_anything_is_written(train_script, tmp
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("ferplus", [[], ["--ferplus"]], ids=["fer2013", "ferplus"])
+def test_wrong_data_folder_is_named_before_anything_is_written(train_script, tmp_path,
+                                                               ferplus):
+    data = tmp_path / "not-the-data"
+    (data / "train").mkdir(parents=True)  # a half-right layout still fails cleanly
+    with pytest.raises(SystemExit, match=r"--data .*not-the-data: "):
+        train_script.main(["--data", str(data), "--out", str(tmp_path / "run"),
+                           "--epochs", "1", "--warmup-epochs", "0", *ferplus])
+    assert not (tmp_path / "run").exists()
+
+
 def test_deflate_archive_halves_bfloat16_weights_and_loads_the_same(tmp_path):
     import keras
 
@@ -535,8 +546,11 @@ def test_unknown_teacher_is_refused_before_the_run_starts(train_script, image_fo
     assert not out.exists()
 
 
+@pytest.mark.parametrize(("teacher_tta", "passed"), [([], False),
+                                                   (["--teacher-tta", "flip"], "flip")],
+                         ids=["one-view", "flip"])
 def test_consistent_teacher_run_trains_the_whole_model_and_caches_nothing(
-        train_script, image_folders, tmp_path, monkeypatch):
+        train_script, image_folders, tmp_path, monkeypatch, teacher_tta, passed):
     calls = []
     real = train_script.consistent_targets
 
@@ -549,10 +563,10 @@ def test_consistent_teacher_run_trains_the_whole_model_and_caches_nothing(
     train_script.main(["--data", str(image_folders), "--out", str(out), "--epochs", "1",
                        "--batch-size", "4", "--warmup-epochs", "0", "--backbone",
                        "fernet_tiny", "--precision", "float32", "--teacher", "default",
-                       "--alpha", "0.6", "--consistent"])
+                       "--alpha", "0.6", "--consistent", *teacher_tta])
     # the student's own augmentation block feeds the teacher, the columns matched by name
     assert calls == [("augmentation", sorted(calls[0][1]), ["happy", "sad", "surprise"],
-                      {"alpha": 0.6, "temperature": 1.0})]
+                      {"alpha": 0.6, "temperature": 1.0, "tta": passed})]
     assert len(calls[0][1]) == 7
     assert not (out / "teacher.npz").exists()  # the teacher ran per batch, nothing kept
     assert json.loads((out / "args.json").read_text())["consistent"] is True

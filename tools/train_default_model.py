@@ -85,7 +85,8 @@ def parse_args(argv=None):
                         "once and cached in OUT/teacher.npz, mixed into the targets "
                         "(fervision.nn.distillation.distillation_targets)")
     p.add_argument("--teacher-tta", default="none", choices=["none", "flip", "crops"],
-                   help="the teacher's test-time augmentation")
+                   help="the teacher's test-time augmentation; with --consistent only "
+                        "flip (the mean over the student's view and its mirror)")
     p.add_argument("--alpha", type=float, default=0.5,
                    help="with --teacher: the teacher's share of each target")
     p.add_argument("--temperature", type=float, default=1.0,
@@ -283,11 +284,16 @@ def main(argv=None):
                 raise SystemExit(f"{option} {value}: {err}") from None
     if args.consistent and not args.teacher:
         raise SystemExit("--consistent needs --teacher")
-    if args.consistent and args.teacher_tta != "none":
-        raise SystemExit(f"--teacher-tta {args.teacher_tta}: with --consistent the teacher "
-                         "sees the student's one augmented view; leave --teacher-tta out")
+    if args.consistent and args.teacher_tta == "crops":
+        raise SystemExit("--teacher-tta crops: with --consistent the teacher sees the "
+                         "student's augmented view, already a random crop; use none or flip")
     teacher = load_teacher(args) if args.teacher else None
     init_weights = initial_weights(args) if args.init_from else None
+    try:  # before OUT exists: a wrong --data must not leave a run directory behind
+        Xtr, Ytr, Xte, Yte, classes = load_data(args)
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"--data {args.data}: {err}") from None
+    Xtr, Xte = check_images(Xtr, 48), check_images(Xte, 48)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start_epoch = resume_epoch(out)
@@ -295,8 +301,6 @@ def main(argv=None):
     record_args(out, args, start_epoch, seed)
     keras.utils.set_random_seed(seed)
 
-    Xtr, Ytr, Xte, Yte, classes = load_data(args)
-    Xtr, Xte = check_images(Xtr, 48), check_images(Xte, 48)
     if teacher is not None and not args.consistent:
         Ytr = distilled_targets(args, teacher, out, Xtr, Ytr, classes)
     write_json(out / "classes.json", classes)
@@ -321,7 +325,8 @@ def main(argv=None):
             block, fitted = split_augmentation(model)
             train = consistent_targets(train, block, teacher.model_, teacher.classes_,
                                        classes, alpha=args.alpha,
-                                       temperature=args.temperature).prefetch(tf.data.AUTOTUNE)
+                                       temperature=args.temperature,
+                                       tta=teacher.tta).prefetch(tf.data.AUTOTUNE)
         fitted.compile(
             # With use_ema, Keras's fit ends by writing the averaged weights into the
             # model (optimizer.finalize_variable_values), so final.keras holds them.

@@ -162,7 +162,7 @@ def _class_map(teacher_classes, classes) -> np.ndarray:
 
 
 def consistent_targets(dataset, augmentation, teacher_model, teacher_classes, classes, *,
-                       alpha: float = 0.5, temperature: float = 1.0):
+                       alpha: float = 0.5, temperature: float = 1.0, tta=False):
     """Augment each batch and make its targets from the teacher on that very view.
 
     Parameters
@@ -184,6 +184,10 @@ def consistent_targets(dataset, augmentation, teacher_model, teacher_classes, cl
         The teacher's share of each target.
     temperature : float, default=1.0
         Softening of the teacher's probabilities (see :func:`soften`).
+    tta : bool or "flip", default=False
+        ``True``/``"flip"``: the teacher's probabilities are the mean over the view and
+        its mirror (:mod:`fervision.nn.tta`), a second teacher pass per step.  ``"crops"``
+        is refused: the view is already a random crop.
 
     Returns
     -------
@@ -193,14 +197,27 @@ def consistent_targets(dataset, augmentation, teacher_model, teacher_classes, cl
     """
     import tensorflow as tf
 
+    from .tta import resolve_tta
+
     _check_alpha(alpha)
     _check_temperature(temperature)
+    mirror = resolve_tta(tta) is not None
+    if resolve_tta(tta) == "crops":
+        raise ValueError("tta='crops' does not apply to consistent teaching: the student's "
+                         "view is already a random crop; use False or 'flip'")
     class_map = tf.constant(_class_map(teacher_classes, classes))
     inv_t = 1.0 / float(temperature)
 
     def teach(x, y):
         x = augmentation(x, training=True)
-        p = tf.cast(teacher_model(x, training=False), tf.float32)
+        if mirror:
+            # one teacher call on view and mirror together (as predict_with_tta does for
+            # small batches), then the mean of the two halves
+            both = tf.cast(teacher_model(tf.concat([x, tf.reverse(x, axis=[2])], 0),
+                                         training=False), tf.float32)
+            p = tf.reduce_mean(tf.reshape(both, [2, -1, tf.shape(both)[-1]]), axis=0)
+        else:
+            p = tf.cast(teacher_model(x, training=False), tf.float32)
         if inv_t != 1.0:
             p = tf.nn.softmax(inv_t * tf.math.log(tf.maximum(p, 1e-12)), axis=-1)
         p = tf.matmul(p, class_map)
