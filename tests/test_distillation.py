@@ -143,20 +143,26 @@ def test_split_augmentation_refuses_a_model_without_the_block():
         split_augmentation(late)
 
 
+def _faces_and_teacher(n, *, seed, teacher_seed, batch):
+    """``n`` random 16x16 faces with one-hot targets over 3 classes, batched, and a teacher."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 16, 16, 1), np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, n)]
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
+    return x, y, ds, _tiny(n_classes=3, seed=teacher_seed)
+
+
 def test_consistent_targets_follow_the_augmented_view():
     import keras
-    import tensorflow as tf
 
     from fervision.nn.augmentation import build_augmentation
 
-    rng = np.random.default_rng(1)
-    x = rng.random((8, 16, 16, 1), np.float32)
-    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)]
-    teacher = _tiny(n_classes=3, seed=5)
+    x, y, ds, teacher = _faces_and_teacher(8, seed=1, teacher_seed=5, batch=4)
     classes = ["a", "b", "c"]
     teacher_classes = ["c", "a", "b"]  # another column order: matched by name
     aug = build_augmentation(16, seed=2)
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
     out = consistent_targets(ds, aug, teacher, teacher_classes, classes, alpha=0.7)
     batches = [(a.numpy(), t.numpy()) for a, t in out]
     seen = np.concatenate([a for a, _ in batches])
@@ -188,15 +194,10 @@ def test_consistent_targets_follow_the_augmented_view():
 
 def test_consistent_targets_with_flip_average_the_view_and_its_mirror():
     import keras
-    import tensorflow as tf
 
-    rng = np.random.default_rng(3)
-    x = rng.random((6, 16, 16, 1), np.float32)
-    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 6)]
-    teacher = _tiny(n_classes=3, seed=7)
-    classes = ["a", "b", "c"]
     # an odd batch size: the mean must pair each view with its own mirror
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(5)
+    x, y, ds, teacher = _faces_and_teacher(6, seed=3, teacher_seed=7, batch=5)
+    classes = ["a", "b", "c"]
     out = consistent_targets(ds, keras.layers.Identity(), teacher, classes, classes,
                              alpha=0.6, tta="flip")
     targets = np.concatenate([t.numpy() for _, t in out])
