@@ -201,8 +201,9 @@ def consistent_targets(dataset, augmentation, teacher_model, teacher_classes, cl
 
     _check_alpha(alpha)
     _check_temperature(temperature)
-    mirror = resolve_tta(tta) is not None
-    if resolve_tta(tta) == "crops":
+    mode = resolve_tta(tta)
+    mirror = mode is not None
+    if mode == "crops":
         raise ValueError("tta='crops' does not apply to consistent teaching: the student's "
                          "view is already a random crop; use False or 'flip'")
     class_map = tf.constant(_class_map(teacher_classes, classes))
