@@ -576,6 +576,42 @@ def test_consistent_teacher_run_trains_the_whole_model_and_caches_nothing(
         assert model.get_layer("augmentation") is not None
 
 
+def test_centre_view_run_sees_the_predicted_crop_with_a_teacher_of_the_whole_face(
+        train_script, image_folders, tmp_path, monkeypatch):
+    from fervision import EmotionClassifier
+    from fervision.data.datasets import load_image_folder
+    from fervision.data.preprocessing import check_images
+    from fervision.nn.eval_crop import center_crop
+
+    seen = []
+    real_dataset = train_script.dataset
+
+    def spy(X, y, batch_size, shuffle, *args, **kwargs):
+        if shuffle:  # the training set
+            seen.append(np.array(X))
+        return real_dataset(X, y, batch_size, shuffle, *args, **kwargs)
+
+    monkeypatch.setattr(train_script, "dataset", spy)
+    out = tmp_path / "run"
+    train_script.main(["--data", str(image_folders), "--out", str(out), "--epochs", "1",
+                       "--batch-size", "4", "--warmup-epochs", "0", "--backbone",
+                       "fernet_tiny", "--precision", "float32", "--teacher", "default",
+                       "--teacher-tta", "crops", "--alpha", "0.5", "--view", "centre"])
+    whole = check_images(load_image_folder(image_folders / "train")[0], 48)
+    # the student trains on the centre crop the packaged model predicts on ...
+    np.testing.assert_allclose(seen[0], center_crop(whole, 0.9))
+    assert not np.allclose(seen[0], whole)
+    # ... with the teacher's probabilities cached from its views of the whole face
+    teacher = EmotionClassifier.from_pretrained("default", tta="crops")
+    with np.load(out / "teacher.npz") as cache:
+        np.testing.assert_allclose(cache["proba"], teacher.predict_proba(whole), atol=1e-5)
+    # and mirroring is the only augmentation left
+    model = keras.saving.load_model(out / "final.keras", safe_mode=True, compile=False)
+    layers = [type(layer).__name__ for layer in model.get_layer("augmentation").layers]
+    assert layers == ["RandomFlip"]
+    assert json.loads((out / "args.json").read_text())["view"] == "centre"
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--consistent"], "--consistent needs --teacher"),
     (["--consistent", "--teacher", "default", "--teacher-tta", "crops"], "--teacher-tta crops"),

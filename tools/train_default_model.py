@@ -95,6 +95,14 @@ def parse_args(argv=None):
                    help="with --teacher: run the teacher on every augmented batch, the very "
                         "view the student sees (consistent teaching), instead of once on "
                         "the plain images; costs a teacher pass per step, nothing cached")
+    p.add_argument("--view", default="augmented", choices=["augmented", "centre"],
+                   help="what the student sees: augmented, the random views of "
+                        "fervision.nn.augmentation.build_augmentation; centre, the centre "
+                        "crop the packaged model predicts on (crop_pct 0.9), randomly "
+                        "mirrored and nothing else (--erasing still applies): a short "
+                        "fine-tune at the test view, as FixRes (Touvron et al., 2019), where "
+                        "a cached --teacher (e.g. with --teacher-tta crops) gives the "
+                        "targets of exactly that view")
     p.add_argument("--init-from", default=None,
                    help="start from this .keras model's weights (a warm restart: a new "
                         "schedule on top of a finished run); a shallower network of the "
@@ -115,7 +123,7 @@ def initial_weights(args):
     start = keras.saving.load_model(args.init_from, safe_mode=True, compile=False)
     with dtype_policy("float32"):
         target = create_model(args.backbone, input_size=48, n_classes=start.output_shape[-1],
-                              augmentation=build_augmentation(48, erasing=args.erasing))
+                              augmentation=student_augmentation(args))
     if start.count_params() == target.count_params():
         return start.get_weights()
     # a deeper backbone of the same family (fernet_small -> fernet_small_deep)
@@ -126,6 +134,16 @@ def initial_weights(args):
     print(f"grown from {args.init_from}: new layers {', '.join(new)}, starting as the "
           "identity")
     return target.get_weights()
+
+
+def student_augmentation(args, seed=None):
+    """Return the augmentation block of ``--view``: random views, or mirroring alone."""
+    if args.view == "centre":
+        # The images are already the centre crop the packaged model predicts on; only
+        # mirroring (and erasing, if asked) keeps the student at that view.
+        return build_augmentation(48, rotation=0, zoom=0, brightness=0, contrast=0,
+                                  translation=0, crop=0, erasing=args.erasing, seed=seed)
+    return build_augmentation(48, erasing=args.erasing, seed=seed)
 
 
 def dataset(X, y, batch_size, shuffle, seed, mixup_alpha=0.0):
@@ -311,10 +329,12 @@ def main(argv=None):
         warmup_target=args.lr, warmup_steps=steps * args.warmup_epochs,
         alpha=args.final_lr_ratio,
     )
+    if args.view == "centre":
+        # after the cached teacher saw the whole faces, as the packaged model's TTA does
+        Xtr = center_crop(Xtr, 1.0 - DEFAULT_CROP)
     with dtype_policy(args.precision):
         model = create_model(args.backbone, input_size=48, n_classes=len(classes),
-                             augmentation=build_augmentation(48, erasing=args.erasing,
-                                                          seed=seed))
+                             augmentation=student_augmentation(args, seed))
         if args.init_from:
             model.set_weights(init_weights)
         train = dataset(Xtr, Ytr, args.batch_size, True, seed, args.mixup)
