@@ -148,7 +148,7 @@ def render() -> None:
     model_name = st.sidebar.selectbox(
         "Emotion model", model_choices(),
         help="default: small and fast, trained on FER+; ferplus-large: larger, "
-             "slower and a little more accurate on FER+; fer2013: "
+             "slower, a little less accurate on FER+ but steadier on very dark faces; fer2013: "
              "trained on FER2013's original labels. See the model card.")
     upload = st.file_uploader("Photo (JPG or PNG)", type=list(UPLOAD_TYPES))
     if upload is None:
