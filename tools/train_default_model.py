@@ -95,14 +95,17 @@ def parse_args(argv=None):
                    help="with --teacher: run the teacher on every augmented batch, the very "
                         "view the student sees (consistent teaching), instead of once on "
                         "the plain images; costs a teacher pass per step, nothing cached")
-    p.add_argument("--view", default="augmented", choices=["augmented", "centre"],
+    p.add_argument("--view", default="augmented",
+                   choices=["augmented", "centre", "centre-lighting"],
                    help="what the student sees: augmented, the random views of "
                         "fervision.nn.augmentation.build_augmentation; centre, the centre "
                         "crop the packaged model predicts on (crop_pct 0.9), randomly "
                         "mirrored and nothing else (--erasing still applies): a short "
                         "fine-tune at the test view, as FixRes (Touvron et al., 2019), where "
                         "a cached --teacher (e.g. with --teacher-tta crops) gives the "
-                        "targets of exactly that view")
+                        "targets of exactly that view; centre-lighting, the same with the "
+                        "augmentation's brightness and contrast changes kept, which move "
+                        "no pixel and keep the network's robustness to light")
     p.add_argument("--init-from", default=None,
                    help="start from this .keras model's weights (a warm restart: a new "
                         "schedule on top of a finished run); a shallower network of the "
@@ -138,11 +141,13 @@ def initial_weights(args):
 
 def student_augmentation(args, seed=None):
     """Return the augmentation block of ``--view``: random views, or mirroring alone."""
-    if args.view == "centre":
+    if args.view.startswith("centre"):
         # The images are already the centre crop the packaged model predicts on; only
-        # mirroring (and erasing, if asked) keeps the student at that view.
-        return build_augmentation(48, rotation=0, zoom=0, brightness=0, contrast=0,
-                                  translation=0, crop=0, erasing=args.erasing, seed=seed)
+        # mirroring (and erasing, if asked) keeps the student at that view.  Changes of
+        # light move no pixel: without them the fine-tune forgets dark faces.
+        light = {} if args.view == "centre-lighting" else {"brightness": 0, "contrast": 0}
+        return build_augmentation(48, rotation=0, zoom=0, translation=0, crop=0,
+                                  erasing=args.erasing, seed=seed, **light)
     return build_augmentation(48, erasing=args.erasing, seed=seed)
 
 
@@ -329,7 +334,7 @@ def main(argv=None):
         warmup_target=args.lr, warmup_steps=steps * args.warmup_epochs,
         alpha=args.final_lr_ratio,
     )
-    if args.view == "centre":
+    if args.view.startswith("centre"):
         # after the cached teacher saw the whole faces, as the packaged model's TTA does
         Xtr = center_crop(Xtr, 1.0 - DEFAULT_CROP)
     with dtype_policy(args.precision):
