@@ -47,6 +47,20 @@ def image_folders(tmp_path_factory):
     return root
 
 
+def _spy_on_training_sets(train_script, monkeypatch, part):
+    """Record the images (``part="X"``) or targets (``"y"``) of every training set built."""
+    seen = []
+    real_dataset = train_script.dataset
+
+    def spy(X, y, batch_size, shuffle, *args, **kwargs):
+        if shuffle:  # the training set
+            seen.append(np.array(X if part == "X" else y))
+        return real_dataset(X, y, batch_size, shuffle, *args, **kwargs)
+
+    monkeypatch.setattr(train_script, "dataset", spy)
+    return seen
+
+
 def test_ema_run_ends_with_averaged_weights(train_script, image_folders, tmp_path):
     out = tmp_path / "run"
     train_script.main(["--data", str(image_folders), "--out", str(out), "--epochs", "2",
@@ -440,15 +454,7 @@ def test_teacher_run_trains_on_mixed_targets_and_caches_the_teacher(
         train_script, image_folders, tmp_path, monkeypatch):
     from fervision import EmotionClassifier
 
-    seen = []
-    real_dataset = train_script.dataset
-
-    def spy(X, y, batch_size, shuffle, *args, **kwargs):
-        if shuffle:  # the training set
-            seen.append(np.array(y))
-        return real_dataset(X, y, batch_size, shuffle, *args, **kwargs)
-
-    monkeypatch.setattr(train_script, "dataset", spy)
+    seen = _spy_on_training_sets(train_script, monkeypatch, "y")
     out = tmp_path / "run"
     argv = ["--data", str(image_folders), "--out", str(out), "--epochs", "1",
             "--batch-size", "4", "--warmup-epochs", "0", "--backbone", "fernet_tiny",
@@ -587,15 +593,7 @@ def test_centre_view_run_sees_the_predicted_crop_with_a_teacher_of_the_whole_fac
     from fervision.data.preprocessing import check_images
     from fervision.nn.eval_crop import center_crop
 
-    seen = []
-    real_dataset = train_script.dataset
-
-    def spy(X, y, batch_size, shuffle, *args, **kwargs):
-        if shuffle:  # the training set
-            seen.append(np.array(X))
-        return real_dataset(X, y, batch_size, shuffle, *args, **kwargs)
-
-    monkeypatch.setattr(train_script, "dataset", spy)
+    seen = _spy_on_training_sets(train_script, monkeypatch, "X")
     out = tmp_path / "run"
     train_script.main(["--data", str(image_folders), "--out", str(out), "--epochs", "1",
                        "--batch-size", "4", "--warmup-epochs", "0", "--backbone",

@@ -453,7 +453,7 @@ register_pretrained(PretrainedModel(
                 "width, 48x48 grayscale, bfloat16-rounded weights), one pass per face, "
                 "built for speed on a laptop CPU; see docs/model_card.md",
     file="default.keras",
-    sha256="4c5f6e39d8255eca1973b4a9944c3ef6954a3343e41712b66b321a70a236f60f",
+    sha256="389b78f0f8bdde69bdfeee5ca2b57a790840c4a7696729268ee19a1fa21d61de",
     params=dict(_PRETRAINED_PARAMS),
 ))
 register_pretrained(PretrainedModel(
