@@ -59,7 +59,7 @@ def lowest_constraints(extras=("test",)):
 def tests(session):
     """Install with the test extra and run the whole suite (README's test command)."""
     session.install("-e", ".[test]")
-    session.run("python", "-m", "pytest", *session.posargs)
+    session.run("python", "-m", "pytest", *(session.posargs or ["-n", "auto"]))
 
 
 @nox.session
