@@ -614,6 +614,14 @@ def test_centre_view_run_sees_the_predicted_crop_with_a_teacher_of_the_whole_fac
     assert json.loads((out / "args.json").read_text())["view"] == view
 
 
+def test_unknown_view_is_named_before_anything_is_written(train_script, tmp_path, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit):
+        train_script.main(["--out", str(out), "--view", "center"])
+    assert "argument --view: invalid choice: 'center'" in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--consistent"], "--consistent needs --teacher"),
     (["--consistent", "--teacher", "default", "--teacher-tta", "crops"], "--teacher-tta crops"),

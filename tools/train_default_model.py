@@ -46,6 +46,16 @@ from fervision.nn.eval_crop import center_crop
 from fervision.nn.growth import grow_weights
 from fervision.nn.precision import dtype_policy, resolve_precision
 
+#: ``--view``: the build_augmentation settings each view turns off.  The centre views train
+#: on the centre crop the packaged model predicts on, so nothing that moves a pixel may
+#: stay; changes of light move none (without them the fine-tune forgets dark faces).
+_NO_GEOMETRY = {"rotation": 0, "zoom": 0, "translation": 0, "crop": 0}
+VIEWS = {
+    "augmented": {},
+    "centre": {**_NO_GEOMETRY, "brightness": 0, "contrast": 0},
+    "centre-lighting": _NO_GEOMETRY,
+}
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[1])
@@ -96,7 +106,7 @@ def parse_args(argv=None):
                         "view the student sees (consistent teaching), instead of once on "
                         "the plain images; costs a teacher pass per step, nothing cached")
     p.add_argument("--view", default="augmented",
-                   choices=["augmented", "centre", "centre-lighting"],
+                   choices=list(VIEWS),
                    help="what the student sees: augmented, the random views of "
                         "fervision.nn.augmentation.build_augmentation; centre, the centre "
                         "crop the packaged model predicts on (crop_pct 0.9), randomly "
@@ -140,15 +150,8 @@ def initial_weights(args):
 
 
 def student_augmentation(args, seed=None):
-    """Return the augmentation block of ``--view``: random views, or mirroring alone."""
-    if args.view.startswith("centre"):
-        # The images are already the centre crop the packaged model predicts on; only
-        # mirroring (and erasing, if asked) keeps the student at that view.  Changes of
-        # light move no pixel: without them the fine-tune forgets dark faces.
-        light = {} if args.view == "centre-lighting" else {"brightness": 0, "contrast": 0}
-        return build_augmentation(48, rotation=0, zoom=0, translation=0, crop=0,
-                                  erasing=args.erasing, seed=seed, **light)
-    return build_augmentation(48, erasing=args.erasing, seed=seed)
+    """Return the augmentation block of ``--view`` (``--erasing`` applies to every view)."""
+    return build_augmentation(48, erasing=args.erasing, seed=seed, **VIEWS[args.view])
 
 
 def dataset(X, y, batch_size, shuffle, seed, mixup_alpha=0.0):
@@ -334,7 +337,7 @@ def main(argv=None):
         warmup_target=args.lr, warmup_steps=steps * args.warmup_epochs,
         alpha=args.final_lr_ratio,
     )
-    if args.view.startswith("centre"):
+    if args.view != "augmented":
         # after the cached teacher saw the whole faces, as the packaged model's TTA does
         Xtr = center_crop(Xtr, 1.0 - DEFAULT_CROP)
     with dtype_policy(args.precision):
