@@ -228,11 +228,37 @@ def test_package_script_keeps_moving_batchnorm_statistics_when_asked(two_runs, i
                       "--crop-pct", "1.5"])
     assert not (tmp_path / "bad.keras").exists()
 
-    with pytest.raises(SystemExit):  # averaged weights have no moving statistics
-        package.main(["--run", *map(str, two_runs), "--data", str(image_folders),
-                      "--out", str(tmp_path / "two.keras"), "--card", str(card),
-                      "--batchnorm", "moving"])
-    assert not (tmp_path / "two.keras").exists()
+
+
+def test_package_script_ships_a_soup_as_one_network(two_runs, image_folders, tmp_path,
+                                                    capsys):
+    package = load_example("package_default_model")
+    out, card = tmp_path / "soup.keras", tmp_path / "card"
+    package.main(["--run", *map(str, two_runs), "--soup", "--data", str(image_folders),
+                  "--out", str(out), "--card", str(card), "--tta", "none",
+                  "--batchnorm", "moving"])
+    summary = json.loads((card / "summary.json").read_text())
+    assert summary["soup"] is True
+    assert [m["run"] for m in summary["members"]] == list(map(str, two_runs))
+
+    from fervision import EmotionClassifier
+
+    trained = [keras.saving.load_model(r / "final.keras", compile=False) for r in two_runs]
+    shipped = EmotionClassifier.load(out).model_
+    # one network, not a mean of two: the parameters of one run
+    assert shipped.count_params() == trained[0].count_params()
+    # every weight is the mean of the runs', BatchNorm's moving statistics included
+    for a, b, got in zip(trained[0].get_weights(), trained[1].get_weights(),
+                         shipped.get_weights(), strict=True):
+        np.testing.assert_allclose(got, (a + b) / 2, rtol=1e-6, atol=1e-7)
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        package.main(["--run", str(two_runs[0]), "--soup", "--data", str(image_folders),
+                      "--out", str(tmp_path / "one.keras"), "--card", str(tmp_path / "c1")])
+    assert "--soup needs two or more --run, got 1" in capsys.readouterr().err
+    assert not (tmp_path / "one.keras").exists()
+    assert not (tmp_path / "c1").exists()
 
 
 def test_compare_ensembles_scores_runs_soups_and_their_means(two_runs, image_folders,

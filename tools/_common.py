@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import keras
+import numpy as np
 import pandas as pd
 
 from fervision.data.preprocessing import check_images
@@ -47,6 +49,33 @@ def check_finished_run(run: Path) -> None:
                if not (run / f).is_file()]
     if missing:
         raise SystemExit(f"{run} is not a finished training run: no {', '.join(missing)}")
+
+
+def load_soup(runs: list[Path]) -> tuple[keras.Model, list[str], str]:
+    """Load the runs' final weights averaged element-wise (one run: its own weights).
+
+    A uniform *soup* (Wortsman et al. 2022): it only makes sense for runs warm-started
+    from the same weights.  Every weight is averaged, BatchNorm's moving statistics too.
+    Exits naming the runs when they differ in classes or architecture.
+    """
+    for run in runs:
+        check_finished_run(run)
+    classes = [json.loads((r / "classes.json").read_text()) for r in runs]
+    if any(c != classes[0] for c in classes):
+        raise SystemExit(f"{' + '.join(map(str, runs))}: runs trained on different classes")
+    models = [keras.saving.load_model(r / "final.keras", safe_mode=True, compile=False)
+              for r in runs]
+    model = models[0]
+    if len(models) > 1:
+        weights = [m.get_weights() for m in models]
+        for i, m in enumerate(weights[1:], 1):
+            if [w.shape for w in m] != [w.shape for w in weights[0]]:
+                raise SystemExit(f"{runs[i]} and {runs[0]} have different architectures: "
+                                 "a soup needs identical networks")
+        model.set_weights([np.mean(ws, axis=0).astype(ws[0].dtype)
+                           for ws in zip(*weights, strict=True)])
+    backbone = json.loads((runs[0] / "args.json").read_text())["backbone"]
+    return model, classes[0], backbone
 
 
 def run_chain(run: Path) -> list[Path]:
@@ -95,15 +124,12 @@ def prepare_network(model, runs: list[Path], X_train, backbone, n_classes, progr
 
     With ``batchnorm="precise"`` the BatchNorm statistics are recomputed on ``X_train``
     (un-augmented training images); ``"moving"`` keeps the training run's moving
-    averages (one run only).  Then the network is copied into a float32 model.  One
-    restored run (:func:`is_restored`) is ready as it is and skips the recalibration; a
-    soup always needs it (its weights are new).
+    averages (for a soup, :func:`load_soup`, the mean of its runs' moving averages).
+    Then the network is copied into a float32 model.  One restored run
+    (:func:`is_restored`) is ready as it is and skips the recalibration.
     """
     if batchnorm not in ("precise", "moving"):
         raise ValueError(f"batchnorm must be 'precise' or 'moving', got {batchnorm!r}")
-    if batchnorm == "moving" and len(runs) != 1:
-        raise ValueError("batchnorm='moving' needs one run: averaged weights have no "
-                         "moving statistics of their own")
     if batchnorm == "precise" and not (len(runs) == 1 and is_restored(runs[0])):
         recalibrate_batchnorm(model, check_images(X_train, 48), progress=progress)
     return as_float32(model, backbone, n_classes)

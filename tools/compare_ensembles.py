@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import re
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
-from _common import DEFAULT_FER2013, check_finished_run, prepare_network
+from _common import DEFAULT_FER2013, load_soup, prepare_network
 from sklearn.metrics import accuracy_score, f1_score
 
 from fervision.data.datasets import load_image_folder
@@ -43,28 +41,6 @@ VIEWS = {"none": 1, "flip": 2, "crops": 12}  # tta_views yields image, mirror, c
 def member_name(spec: str) -> str:
     """Return a file-name-safe label: run folder names, soups joined by '+'."""
     return "+".join(re.sub(r"[^A-Za-z0-9_.-]", "_", Path(p).name) for p in spec.split("+"))
-
-
-def load_soup(runs: list[Path]) -> tuple[keras.Model, list[str], str]:
-    """Load the runs' final weights averaged element-wise (one run: its own weights)."""
-    for run in runs:
-        check_finished_run(run)
-    classes = [json.loads((r / "classes.json").read_text()) for r in runs]
-    if any(c != classes[0] for c in classes):
-        raise SystemExit(f"{' + '.join(map(str, runs))}: runs trained on different classes")
-    models = [keras.saving.load_model(r / "final.keras", safe_mode=True, compile=False)
-              for r in runs]
-    model = models[0]
-    if len(models) > 1:
-        weights = [m.get_weights() for m in models]
-        for i, m in enumerate(weights[1:], 1):
-            if [w.shape for w in m] != [w.shape for w in weights[0]]:
-                raise SystemExit(f"{runs[i]} and {runs[0]} have different architectures: "
-                                 "a soup needs identical networks")
-        model.set_weights([np.mean(ws, axis=0).astype(ws[0].dtype)
-                           for ws in zip(*weights, strict=True)])
-    backbone = json.loads((runs[0] / "args.json").read_text())["backbone"]
-    return model, classes[0], backbone
 
 
 def markdown(table: pd.DataFrame) -> str:

@@ -2,6 +2,7 @@
 
     python tools/package_default_model.py --run runs/default
     python tools/package_default_model.py --run runs/a runs/b   # ship their average
+    python tools/package_default_model.py --run runs/a runs/b --soup   # one network
 
 Loads ``RUN/final.keras`` (the weights after the last epoch of the schedule; PublicTest
 was not used to pick them; a run started with ``--init-from`` is recorded together with
@@ -13,7 +14,9 @@ face (the scale of training's random-resized crops), measures accuracy, macro-F1
 per-class F1 on FER2013 PublicTest with each test-time augmentation (none, flip, crops),
 and writes
 (several runs: each is prepared and measured alone, then they are shipped as one model
-averaging their probabilities, :func:`fervision.nn.backbones.average_models`):
+averaging their probabilities, :func:`fervision.nn.backbones.average_models`; with
+``--soup`` they are shipped as one network whose weights are the mean of theirs, a
+uniform soup, one pass per face):
 
 With ``--bfloat16-weights`` each member's weights are rounded to bfloat16 values
 (:func:`fervision.nn.precision.round_weights_to_bfloat16`) before anything is measured, so
@@ -43,6 +46,7 @@ from _common import (  # tools/ is on sys.path when run as a script
     chained_history,
     check_finished_run,
     is_restored,
+    load_soup,
     prepare_network,
     run_chain,
     run_wall_s,
@@ -83,6 +87,17 @@ def load_member(run: Path, X, y, X_train, bfloat16_weights=False, batchnorm="pre
     if bfloat16_weights:
         round_weights_to_bfloat16(model)
     return model, classes, acc_moving, backbone
+
+
+def load_soup_member(runs: list[Path], X_train, bfloat16_weights=False,
+                     batchnorm="precise"):
+    """Like :func:`load_member` for a uniform soup of ``runs`` (``_common.load_soup``)."""
+    model, classes, backbone = load_soup(runs)
+    model = prepare_network(model, runs, X_train, backbone, len(classes),
+                            batchnorm=batchnorm)
+    if bfloat16_weights:
+        round_weights_to_bfloat16(model)
+    return model, classes, None, backbone
 
 
 #: The test set figures are measured on (FER2013 PublicTest, or FER+ Valid with --ferplus),
@@ -144,6 +159,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", nargs="+", default=["runs/default"],
                    help="one run directory, or several: their average is shipped")
+    p.add_argument("--soup", action="store_true",
+                   help="ship the runs' element-wise mean weights as one network (a "
+                        "uniform soup of runs warm-started from the same weights) "
+                        "instead of the mean of their probabilities")
     p.add_argument("--data", default=str(DEFAULT_FER2013))
     p.add_argument("--tta", choices=["auto", "none", "flip", "crops"], default="auto",
                    help="test-time augmentation to ship with; auto: the most accurate")
@@ -158,7 +177,7 @@ def main(argv=None):
     p.add_argument("--batchnorm", choices=["precise", "moving"], default="precise",
                    help="precise: recompute BatchNorm statistics on the un-augmented "
                         "training images; moving: keep the training run's moving averages "
-                        "(one run only; with a weight EMA they can be the better ones)")
+                        "(a soup: their mean; with a weight EMA they can be the better ones)")
     p.add_argument("--crop-pct", type=float, default=TEST_SET["crop_pct"],
                    metavar="FRACTION",
                    help="centre crop the model predicts on (EmotionClassifier crop_pct); "
@@ -175,9 +194,8 @@ def main(argv=None):
     except ValueError as err:
         p.error(f"--crop-pct {args.crop_pct}: {err}")
     runs = [Path(r) for r in args.run]
-    if args.batchnorm == "moving" and len(runs) != 1:
-        p.error("--batchnorm moving needs one --run (averaged weights have no moving "
-                "BatchNorm statistics)")
+    if args.soup and len(runs) < 2:
+        p.error(f"--soup needs two or more --run, got {len(runs)}")
     for run in runs:  # before the minutes of loading and measuring
         check_finished_run(run)
     # Output folders too, before the minutes of work (a missing one failed at the save).
@@ -191,27 +209,34 @@ def main(argv=None):
     else:
         X, y = load_image_folder(Path(args.data) / "test")
         X_train, _ = load_image_folder(Path(args.data) / "train")
-    loaded = [(run, *load_member(run, X, y, X_train, args.bfloat16_weights,
-                                 args.batchnorm))
-              for run in runs]
-    if len({tuple(classes) for _, _, classes, _, _ in loaded}) != 1:
-        raise SystemExit("the runs were trained on different class lists: " + "; ".join(
-            f"{run}: {classes}" for run, _, classes, _, _ in loaded))
-    classes = loaded[0][2]
-    if len(runs) == 1:
-        _, model, _, _, backbone = loaded[0]
-        results = measure(model, classes, backbone, X, y, str(runs[0]))
-        member_results = [results]
-    else:  # each member on its own too, for the model card
-        member_results = [measure(m, classes, b, X, y, f"member {i} ({run})")
-                          for i, (run, m, _, _, b) in enumerate(loaded)]
-        model = average_models([m for _, m, _, _, _ in loaded])
-        # One architecture -> its name, so that clone(clf).fit(...) trains one such
-        # network; mixed architectures have no single builder to name.
-        backbone = "+".join(dict.fromkeys(b for _, _, _, _, b in loaded))
-        results = measure(model, classes, backbone, X, y, "ensemble")
-    histories, records = zip(*(run_record(run, acc_moving, res) for (run, _, _, acc_moving, _),
-                               res in zip(loaded, member_results, strict=True)), strict=True)
+    if args.soup:  # one network; its runs are recorded, not measured alone
+        model, classes, _, backbone = load_soup_member(runs, X_train, args.bfloat16_weights,
+                                                       args.batchnorm)
+        results = measure(model, classes, backbone, X, y, "soup")
+        provenance = [(run, None, {}) for run in runs]
+    else:
+        loaded = [(run, *load_member(run, X, y, X_train, args.bfloat16_weights,
+                                     args.batchnorm))
+                  for run in runs]
+        if len({tuple(classes) for _, _, classes, _, _ in loaded}) != 1:
+            raise SystemExit("the runs were trained on different class lists: " + "; ".join(
+                f"{run}: {classes}" for run, _, classes, _, _ in loaded))
+        classes = loaded[0][2]
+        if len(runs) == 1:
+            _, model, _, _, backbone = loaded[0]
+            results = measure(model, classes, backbone, X, y, str(runs[0]))
+            member_results = [results]
+        else:  # each member on its own too, for the model card
+            member_results = [measure(m, classes, b, X, y, f"member {i} ({run})")
+                              for i, (run, m, _, _, b) in enumerate(loaded)]
+            model = average_models([m for _, m, _, _, _ in loaded])
+            # One architecture -> its name, so that clone(clf).fit(...) trains one such
+            # network; mixed architectures have no single builder to name.
+            backbone = "+".join(dict.fromkeys(b for _, _, _, _, b in loaded))
+            results = measure(model, classes, backbone, X, y, "ensemble")
+        provenance = [(run, acc_moving, res) for (run, _, _, acc_moving, _), res
+                      in zip(loaded, member_results, strict=True)]
+    histories, records = zip(*(run_record(*member) for member in provenance), strict=True)
     use_tta = args.tta
     if use_tta == "auto":  # the one decision PublicTest makes, stated in the model card
         use_tta = max(results, key=lambda k: results[k][1].accuracy)
@@ -253,6 +278,7 @@ def main(argv=None):
         "parameters": int(model.count_params()),
         "weights": "rounded to bfloat16 values" if args.bfloat16_weights else "float32",
         "batchnorm": args.batchnorm,
+        "soup": args.soup,
         "members": records,
     }
     write_json(card / "summary.json", summary)
