@@ -252,6 +252,25 @@ def test_package_script_ships_a_soup_as_one_network(two_runs, image_folders, tmp
                          shipped.get_weights(), strict=True):
         np.testing.assert_allclose(got, (a + b) / 2, rtol=1e-6, atol=1e-7)
 
+    # unpacked: each run's folder without weights, the soup's own folder with them,
+    # which the packager takes again as a finished (restored) run
+    unpack = load_example("unpack_default_model")
+    unpacked = tmp_path / "unpacked"
+    unpack.main(["--model", str(out), "--card", str(card), "--out", str(unpacked)])
+    assert sorted(p.name for p in unpacked.iterdir()) == ["run1", "run1+run2", "run2"]
+    assert not (unpacked / "run1" / "final.keras").exists()
+    args = json.loads((unpacked / "run1+run2" / "args.json").read_text())
+    assert args["soup_of"] == ["run1", "run2"]
+    restored = keras.saving.load_model(unpacked / "run1+run2" / "final.keras", compile=False)
+    for a, b in zip(restored.get_weights(), shipped.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    again = tmp_path / "again.keras"
+    package.main(["--run", str(unpacked / "run1+run2"), "--data", str(image_folders),
+                  "--out", str(again), "--card", str(tmp_path / "card2"), "--tta", "none"])
+    X, _ = package.load_image_folder(image_folders / "test")
+    np.testing.assert_allclose(EmotionClassifier.load(again).predict_proba(X),
+                               EmotionClassifier.load(out).predict_proba(X), atol=1e-6)
+
     capsys.readouterr()
     with pytest.raises(SystemExit):
         package.main(["--run", str(two_runs[0]), "--soup", "--data", str(image_folders),

@@ -255,16 +255,17 @@ def main(argv=None):
         old.unlink()  # a previous model's members
     report.save(card)
     for i, history in enumerate(histories):
-        fig = plot_history({k: history[k].tolist() for k in history.columns
-                            if k not in ("epoch", "run")})
-        for boundary in history.index[history["run"].diff() == 1]:
-            for ax in fig.axes:  # mark where a warm restart began
-                ax.axvline(boundary + 0.5, color="grey", lw=0.8, ls=":")
-        if len(histories) > 1:
-            fig.suptitle(f"member {i}: {runs[i].name}")
         stem = "history" if i == 0 else f"history-{i}"
-        atomic_write(card / f"{stem}.png", lambda fh, fig=fig: fig.savefig(
-            fh, format="png", dpi=110, bbox_inches="tight"))
+        if len(history):  # an unpacked soup's own run has no epochs to draw
+            fig = plot_history({k: history[k].tolist() for k in history.columns
+                                if k not in ("epoch", "run")})
+            for boundary in history.index[history["run"].diff() == 1]:
+                for ax in fig.axes:  # mark where a warm restart began
+                    ax.axvline(boundary + 0.5, color="grey", lw=0.8, ls=":")
+            if len(histories) > 1:
+                fig.suptitle(f"member {i}: {runs[i].name}")
+            atomic_write(card / f"{stem}.png", lambda fh, fig=fig: fig.savefig(
+                fh, format="png", dpi=110, bbox_inches="tight"))
         atomic_write(card / f"{stem}.csv",
                      lambda fh, history=history: history.to_csv(fh, index=False))
     summary = {

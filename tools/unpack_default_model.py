@@ -23,7 +23,11 @@ network (its card stays in ``docs/_static/model_card/fer2013-ensemble/``)::
 A restored run's ``args.json`` says so (``restored_from``); its ``final.keras`` is the
 shipped network, not the file its training wrote (which still had the training's moving
 BatchNorm statistics), so the other scripts use it as it is: no second BatchNorm
-recalibration, no "before recalibration" figure.  Existing files are never overwritten.
+recalibration, no "before recalibration" figure.  A soup (``package_default_model.py
+--soup``) ships one network averaging its runs' weights: each run's folder is written
+without ``final.keras`` (its own weights are not in the file), and the shipped network
+gets a folder of its own, ``OUT/<run>+<run>/``, whose ``args.json`` names the runs
+(``soup_of``).  Existing files are never overwritten.
 """
 
 from __future__ import annotations
@@ -56,13 +60,18 @@ def unpack(model_path: Path, card: Path, out: Path) -> list[Path]:
     place at the end, so a failure leaves no partial run directory behind.
     """
     _needed_files(model_path, card)
-    records = json.loads((card / "summary.json").read_text())["members"]
+    summary = json.loads((card / "summary.json").read_text())
+    records = summary["members"]
     clf = EmotionClassifier.load(model_path)  # safe_mode; the classes from its metadata
     model, classes = clf.model_, clf.classes_.tolist()
     networks = member_models(model) or [model]
-    if len(networks) != len(records):
+    soup = summary.get("soup", False)
+    if len(networks) != (1 if soup else len(records)):
         raise SystemExit(f"{model_path} averages {len(networks)} networks but "
-                         f"{card / 'summary.json'} records {len(records)} members")
+                         f"{card / 'summary.json'} records {len(records)} members"
+                         + (" of one soup" if soup else ""))
+    if soup:  # one network, the mean of the members' weights; theirs are not in the file
+        networks = [None] * len(records)
     planned = {}  # run directory name -> [args, wall_s, history rows, network or None]
     for i, (record, network) in enumerate(zip(records, networks, strict=True)):
         history_csv = card / ("history.csv" if i == 0 else f"history-{i}.csv")
@@ -76,6 +85,10 @@ def unpack(model_path: Path, card: Path, out: Path) -> list[Path]:
             entry = planned.setdefault(name, [run["args"], run["wall_s"], rows, None])
             if j == len(record["runs"]) - 1:  # the member's own run: its network
                 entry[3] = network
+    if soup:  # the shipped network gets a run directory of its own, naming its runs
+        runs = [Path(r["runs"][-1]["args"]["out"]).name for r in records]
+        args = {"backbone": records[0]["runs"][-1]["args"]["backbone"], "soup_of": runs}
+        planned["+".join(runs)] = [args, None, pd.DataFrame({"epoch": []}), model]
     existing = [out / name for name in planned if (out / name).exists()]
     if existing:
         raise SystemExit(f"not overwriting {', '.join(map(str, existing))}")
@@ -91,6 +104,8 @@ def unpack(model_path: Path, card: Path, out: Path) -> list[Path]:
                   + (" (final.keras)" if (out / name / "final.keras").exists() else ""))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if soup:
+        return [out / "+".join(Path(r["runs"][-1]["args"]["out"]).name for r in records)]
     return [out / Path(r["runs"][-1]["args"]["out"]).name for r in records]
 
 
