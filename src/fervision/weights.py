@@ -460,13 +460,14 @@ register_pretrained(PretrainedModel(
     name="fer2013",
     trained_on="FER2013 Training (original labels), distilled from fervision's previous "
                "two-network fer2013 ensemble (12-view test-time augmentation, then "
-               "consistent teaching on the augmented training views), then fine-tuned at "
-               "the centre crop it predicts on against its own 12-view probabilities",
+               "consistent teaching on the augmented training views), then fine-tuned "
+               "twice at the centre crop it predicts on against its own 12-view "
+               "probabilities; the two fine-tunes' weights averaged (a model soup)",
     description="one fernet network (squeeze-excitation ResNet, 48x48 grayscale, "
                 "bfloat16-rounded weights), one pass per face, for figures comparable "
                 "with FER2013 papers; see docs/model_card.md",
     file="fer2013.keras",
-    sha256="f758654ac545634eff3f5119ccc09bb5c4f35b2756c06beb167a31871423a1bd",
+    sha256="c383b7186e058b03acdc113f9782e7d9ed9da69c8906aa0a383a16b2109880aa",
     params=dict(_PRETRAINED_PARAMS),
 ))
 register_pretrained(PretrainedModel(
