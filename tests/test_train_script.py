@@ -271,6 +271,20 @@ def test_package_script_ships_a_soup_as_one_network(two_runs, image_folders, tmp
     np.testing.assert_allclose(EmotionClassifier.load(again).predict_proba(X),
                                EmotionClassifier.load(out).predict_proba(X), atol=1e-6)
 
+    # runs trained on other classes: named, before any output folder or data loading
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in ("final.keras", "args.json"):
+        (other / f).write_bytes((two_runs[0] / f).read_bytes())
+    (other / "classes.json").write_text(json.dumps(["happy", "sad"]))
+    with pytest.raises(SystemExit, match=f"different class lists: .*{other}"):
+        package.main(["--run", str(two_runs[0]), str(other), "--soup",
+                      "--data", str(tmp_path / "no-data"),
+                      "--out", str(tmp_path / "o" / "x.keras"),
+                      "--card", str(tmp_path / "c0")])
+    assert not (tmp_path / "o").exists()
+    assert not (tmp_path / "c0").exists()
+
     capsys.readouterr()
     with pytest.raises(SystemExit):
         package.main(["--run", str(two_runs[0]), "--soup", "--data", str(image_folders),

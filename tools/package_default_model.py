@@ -34,7 +34,6 @@ import json
 import time
 from pathlib import Path
 
-import keras
 import matplotlib
 
 matplotlib.use("Agg")
@@ -62,42 +61,32 @@ from fervision.nn.eval_crop import check_crop_pct
 from fervision.nn.precision import round_weights_to_bfloat16
 
 
-def load_member(run: Path, X, y, X_train, bfloat16_weights=False, batchnorm="precise"):
+def load_member(runs: list[Path], X, y, X_train, bfloat16_weights=False,
+                batchnorm="precise"):
     """Load a run's final weights, BatchNorm recalibrated, float32, and what that changed.
 
-    The accuracy with the training's moving BatchNorm statistics is None for a
-    restored run (:func:`is_restored`), whose file no longer has them.
+    Several runs give their soup (``_common.load_soup``).  The accuracy with the
+    training's moving BatchNorm statistics is measured for one trained run only: None
+    for a soup, and for a restored run (:func:`is_restored`), whose file no longer has
+    them.
     """
-    # compile=False drops the optimizer state: the shipped file holds weights only.
-    model = keras.saving.load_model(run / "final.keras", safe_mode=True, compile=False)
-    classes = json.loads((run / "classes.json").read_text())
-    train_args = json.loads((run / "args.json").read_text())
+    # compile=False (in load_soup) drops the optimizer state: the file holds weights only.
+    model, classes, backbone = load_soup(runs)
     acc_moving = None
-    if is_restored(run):
-        print(f"{run}: restored from {train_args['restored_from']}, used as shipped")
-    else:
+    if len(runs) == 1 and is_restored(runs[0]):
+        restored_from = json.loads((runs[0] / "args.json").read_text())["restored_from"]
+        print(f"{runs[0]}: restored from {restored_from}, used as shipped")
+    elif len(runs) == 1:
         before = EmotionClassifier.from_keras_model(model, classes, input_size=48,
                                                     crop_pct=TEST_SET["crop_pct"])
         acc_moving = evaluate(before, X, y).accuracy
-        print(f"{run}: {TEST_SET['name']} accuracy with the training run's moving "
+        print(f"{runs[0]}: {TEST_SET['name']} accuracy with the training run's moving "
               f"BatchNorm statistics: {acc_moving:.4f}")
-    backbone = train_args["backbone"]
-    model = prepare_network(model, [run], X_train, backbone, len(classes),
-                            batchnorm=batchnorm)
-    if bfloat16_weights:
-        round_weights_to_bfloat16(model)
-    return model, classes, acc_moving, backbone
-
-
-def load_soup_member(runs: list[Path], X_train, bfloat16_weights=False,
-                     batchnorm="precise"):
-    """Like :func:`load_member` for a uniform soup of ``runs`` (``_common.load_soup``)."""
-    model, classes, backbone = load_soup(runs)
     model = prepare_network(model, runs, X_train, backbone, len(classes),
                             batchnorm=batchnorm)
     if bfloat16_weights:
         round_weights_to_bfloat16(model)
-    return model, classes, None, backbone
+    return model, classes, acc_moving, backbone
 
 
 #: The test set figures are measured on (FER2013 PublicTest, or FER+ Valid with --ferplus),
@@ -198,6 +187,10 @@ def main(argv=None):
         p.error(f"--soup needs two or more --run, got {len(runs)}")
     for run in runs:  # before the minutes of loading and measuring
         check_finished_run(run)
+    class_lists = [json.loads((run / "classes.json").read_text()) for run in runs]
+    if any(c != class_lists[0] for c in class_lists):
+        raise SystemExit("the runs were trained on different class lists: " + "; ".join(
+            f"{run}: {c}" for run, c in zip(runs, class_lists, strict=True)))
     # Output folders too, before the minutes of work (a missing one failed at the save).
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.card).mkdir(parents=True, exist_ok=True)
@@ -210,17 +203,14 @@ def main(argv=None):
         X, y = load_image_folder(Path(args.data) / "test")
         X_train, _ = load_image_folder(Path(args.data) / "train")
     if args.soup:  # one network; its runs are recorded, not measured alone
-        model, classes, _, backbone = load_soup_member(runs, X_train, args.bfloat16_weights,
-                                                       args.batchnorm)
+        model, classes, _, backbone = load_member(runs, X, y, X_train,
+                                                  args.bfloat16_weights, args.batchnorm)
         results = measure(model, classes, backbone, X, y, "soup")
         provenance = [(run, None, {}) for run in runs]
     else:
-        loaded = [(run, *load_member(run, X, y, X_train, args.bfloat16_weights,
+        loaded = [(run, *load_member([run], X, y, X_train, args.bfloat16_weights,
                                      args.batchnorm))
                   for run in runs]
-        if len({tuple(classes) for _, _, classes, _, _ in loaded}) != 1:
-            raise SystemExit("the runs were trained on different class lists: " + "; ".join(
-                f"{run}: {classes}" for run, _, classes, _, _ in loaded))
         classes = loaded[0][2]
         if len(runs) == 1:
             _, model, _, _, backbone = loaded[0]
