@@ -264,6 +264,15 @@ def test_package_script_ships_a_soup_as_one_network(two_runs, image_folders, tmp
     restored = keras.saving.load_model(unpacked / "run1+run2" / "final.keras", compile=False)
     for a, b in zip(restored.get_weights(), shipped.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+    # a card that does not describe the file (two members, no soup) is refused, naming
+    # both, before any run folder is written
+    wrong = tmp_path / "wrong-card"
+    wrong.mkdir()
+    (wrong / "summary.json").write_text(json.dumps(dict(summary, soup=False)))
+    with pytest.raises(SystemExit, match=r"averages 1 networks but .* records 2 members"):
+        unpack.main(["--model", str(out), "--card", str(wrong),
+                     "--out", str(tmp_path / "not-written")])
+    assert not (tmp_path / "not-written").exists()
     again = tmp_path / "again.keras"
     package.main(["--run", str(unpacked / "run1+run2"), "--data", str(image_folders),
                   "--out", str(again), "--card", str(tmp_path / "card2"), "--tta", "none"])
