@@ -165,3 +165,41 @@ def test_lighting_refuses_an_out_file_it_did_not_write(tmp_path):
         tool.main(["--model", "default", "--data", str(tmp_path / "nowhere"),
                    "--out", str(out)])
     assert (out / "lighting.json").read_text() == "my notes, not JSON"
+
+
+def test_members_that_see_different_crops_are_averaged_each_at_its_own(tiny_model_path,
+                                                                      tmp_path):
+    # The former whole-face "fer2013" ensemble beside a crop-0.9 network as one teacher:
+    # each member must see the view it predicts on alone, not the mean's.
+    from fervision import EmotionClassifier
+
+    tool = load_example("eval_pretrained")
+    cropped = EmotionClassifier.load(tiny_model_path).set_params(crop_pct=0.9)
+    whole = EmotionClassifier.load(tiny_model_path).set_params(crop_pct=1.0)
+    paths = [tmp_path / "cropped.keras", tmp_path / "whole.keras"]
+    cropped.save(paths[0])
+    whole.save(paths[1])
+    X = np.random.default_rng(3).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    p_crop, p_whole = cropped.predict_proba(X), whole.predict_proba(X)
+    assert not np.allclose(p_crop, p_whole, atol=1e-4)  # the crop changes the answer
+
+    mean = tool.load_mean_classifier(f"{paths[0]}+{paths[1]}", what="--model")
+    np.testing.assert_allclose(mean.predict_proba(X), (p_crop + p_whole) / 2, atol=1e-5)
+    for tta in ("flip", "crops"):  # every view is cropped again in front of each member
+        expected = (cropped.set_params(tta=tta).predict_proba(X)
+                    + whole.set_params(tta=tta).predict_proba(X)) / 2
+        np.testing.assert_allclose(mean.set_params(tta=tta).predict_proba(X), expected,
+                                   atol=1e-5)
+
+
+def test_members_over_different_classes_are_not_averaged(tiny_model_path, tmp_path):
+    from fervision import EmotionClassifier
+
+    tool = load_example("eval_pretrained")
+    clf = EmotionClassifier.load(tiny_model_path)
+    renamed = EmotionClassifier.from_keras_model(clf.model_, list(clf.classes_)[::-1])
+    other = tmp_path / "reversed.keras"
+    renamed.save(other)
+    with pytest.raises(SystemExit, match=r"--model .*reversed\.keras: the models differ "
+                                          r"in classes"):
+        tool.load_mean_classifier(f"{tiny_model_path}+{other}", what="--model")

@@ -143,13 +143,15 @@ def run_wall_s(run: Path) -> float | None:
     return done.get("wall_s", done.get("wall_s_this_run"))
 
 
-def load_mean_classifier(spec: str, what: str):
+def load_mean_classifier(spec: str, what: str, *, own_crops: bool = True):
     """Load a pretrained name or a saved ``.keras`` file, or the mean of several joined by ``+``.
 
     The mean is one classifier over one Keras model averaging the members'
     probabilities, so a training cache fingerprint covers every member's weights and one
     ``predict`` scores the mean as a teacher gives it.  Exits naming ``what`` and the
-    member that is neither, or members that differ in classes or centre crop.
+    member that is neither, or members that differ in classes.  ``own_crops=False``
+    refuses members that differ in centre crop instead of cropping each in the mean
+    (for a teacher that sees the student's augmented view, already at training scale).
     """
     from fervision.faces.analysis import load_classifier
     from fervision.weights import list_pretrained
@@ -166,23 +168,51 @@ def load_mean_classifier(spec: str, what: str):
                              f"({', '.join(list_pretrained())}) nor a .keras file") from None
         except ValueError as err:  # a file that is not a saved classifier
             raise SystemExit(f"{what} {member}: {err}") from None
-    return members[0] if len(members) == 1 else average_classifiers(spec, members, what)
+    if len(members) == 1:
+        return members[0]
+    return average_classifiers(spec, members, what, own_crops=own_crops)
 
 
-def average_classifiers(spec: str, members, what: str):
+def average_classifiers(spec: str, members, what: str, *, own_crops: bool = True):
     """Return one classifier averaging the members' probabilities.
 
-    The members must agree on classes and centre crop: the mean is taken over the same
-    view of each face.
+    The members must agree on classes.  Members that agree on their centre crop share
+    it as the mean's ``crop_pct``; members that differ each see their own crop, made by
+    Keras layers in front of the member inside the mean model (the same operations as
+    ``crop_pct``, :func:`fervision.nn.eval_crop.crop_layers`), and the mean takes the
+    whole face.  Either way each member predicts on the view it predicts on alone.
+    ``own_crops=False`` refuses members that differ in centre crop.
     """
     from fervision import EmotionClassifier
     from fervision.nn.backbones import average_models
     from fervision.nn.eval_crop import classifier_crop_pct
 
     classes = list(members[0].classes_)
-    crops = {classifier_crop_pct(m) for m in members}
-    if any(list(m.classes_) != classes for m in members) or len(crops) > 1:
-        raise SystemExit(f"{what} {spec}: the models differ in classes or centre crop "
-                         f"(crop_pct {sorted(crops)}); only alike models can be averaged")
+    if any(list(m.classes_) != classes for m in members):
+        raise SystemExit(f"{what} {spec}: the models differ in classes "
+                         f"({[list(m.classes_) for m in members]}); only models over the "
+                         "same classes can be averaged")
+    crops = [classifier_crop_pct(m) for m in members]
+    if len(set(crops)) > 1 and not own_crops:
+        raise SystemExit(f"{what} {spec}: the models differ in centre crop (crop_pct "
+                         f"{sorted(set(crops))}); a teacher that sees the student's "
+                         "augmented view must be models alike in crop")
+    if len(set(crops)) == 1:
+        return EmotionClassifier.from_keras_model(
+            average_models([m.model_ for m in members]), classes, crop_pct=crops[0])
     return EmotionClassifier.from_keras_model(
-        average_models([m.model_ for m in members]), classes, crop_pct=crops.pop())
+        average_models([cropping_model(m.model_, c) for m, c in zip(members, crops, strict=True)]),
+        classes, crop_pct=1.0)
+
+
+def cropping_model(model, crop_pct: float):
+    """``model`` behind Keras layers that cut its centre ``crop_pct`` from the whole face."""
+    import keras
+
+    from fervision.nn.eval_crop import crop_layers
+
+    inputs = keras.Input(model.input_shape[1:])
+    x = inputs
+    for layer in crop_layers(int(model.input_shape[1]), crop_pct):
+        x = layer(x)
+    return keras.Model(inputs, model(x))

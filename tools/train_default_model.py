@@ -90,7 +90,8 @@ def parse_args(argv=None):
                    help="distil from this pretrained model (fervision.weights.list_pretrained) "
                         "or saved classifier (.keras, e.g. a model from the repository's "
                         "history), or from the mean of several joined by '+' "
-                        "(fervision.nn.backbones.average_models): "
+                        "(fervision.nn.backbones.average_models; each member at its own "
+                        "centre crop, except with --consistent): "
                         "its probabilities on the un-augmented training images, computed "
                         "once and cached in OUT/teacher.npz, mixed into the targets "
                         "(fervision.nn.distillation.distillation_targets)")
@@ -196,7 +197,10 @@ def load_teacher(args):
     ``+`` (:func:`_common.load_mean_classifier`); exits naming the value that is none of
     these, before the run directory exists.
     """
-    teacher = load_mean_classifier(args.teacher, what="--teacher")
+    # --consistent runs the teacher's network on the student's augmented view, already
+    # at training scale: a member cropping it again would see a smaller face than it knows.
+    teacher = load_mean_classifier(args.teacher, what="--teacher",
+                                   own_crops=not args.consistent)
     return teacher.set_params(tta=False if args.teacher_tta == "none" else args.teacher_tta)
 
 
