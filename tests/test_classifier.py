@@ -634,8 +634,10 @@ def test_without_weights_nothing_is_frozen(data, tiny_base):
 @pytest.mark.slow
 def test_real_application_backbone_fits(tmp_path):
     X, y = _images(8, size=32)
+    # run_eagerly: one step; tracing EfficientNet's train step would cost most of the test.
     clf = EmotionClassifier(backbone="efficientnetb0", input_size=32, epochs=1, batch_size=8,
-                            augment=False, precision="float32", random_state=0)
+                            augment=False, precision="float32", random_state=0,
+                            run_eagerly=True)
     clf.fit(X, y)
     assert clf.model_.get_layer(BASE_NAME).count_params() > 1_000_000
     assert clf.predict_proba(X[:2]).shape == (2, 2)
@@ -653,6 +655,15 @@ def test_clone_get_set_params(fitted):
     assert c.epochs == 3
     assert c.get_params()["optimizer__weight_decay"] == 0.1
     assert clone(c).get_params()["optimizer__weight_decay"] == 0.1
+
+
+@pytest.mark.parametrize("eager", [True, False])
+def test_run_eagerly_reaches_training(data, eager):
+    # It once changed only inference: fit compiled without it, so a user debugging a
+    # train step with run_eagerly=True still got a traced graph.
+    X, y = data
+    clf = _clf(run_eagerly=eager, epochs=1).fit(X, y)
+    assert clf.model_.run_eagerly is eager
 
 
 def test_optimizer_routing(data):

@@ -76,8 +76,10 @@ def compile_model(est, model, learning_rate) -> None:
             label_smoothing=0.0 if soft else est.label_smoothing)
     metrics = est.metrics if est.metrics is not None else ["accuracy"]
     with strategy_scope(est):
+        # run_eagerly reaches Keras here: SciKeras would pass it to compile, but this
+        # compile is ours, and without it the parameter only changed inference.
         model.compile(optimizer=make_optimizer(est, learning_rate), loss=loss,
-                      metrics=list(metrics))
+                      metrics=list(metrics), run_eagerly=bool(est.run_eagerly))
 
 
 def augmentation(est, seed):
