@@ -28,7 +28,8 @@ def test_grid_search_runs_on_dask_workers():
     grid = {"learning_rate": [1e-3, 1e-2]}
     search = GridSearchCV(
         EmotionClassifier(backbone="fernet_tiny", input_size=16, epochs=1, batch_size=8,
-                          precision="float32", random_state=0, verbose=0),
+                          precision="float32", random_state=0, verbose=0,
+                          run_eagerly=True),  # a few steps per fit: tracing would dominate
         grid, cv=2, refit=False,  # no local refit: the test is about the remote fits
     )
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
