@@ -197,12 +197,11 @@ def average_classifiers(spec: str, members, what: str, *, own_crops: bool = True
         raise SystemExit(f"{what} {spec}: the models differ in centre crop (crop_pct "
                          f"{sorted(set(crops))}); a teacher that sees the student's "
                          "augmented view must be models alike in crop")
-    if len(set(crops)) == 1:
-        return EmotionClassifier.from_keras_model(
-            average_models([m.model_ for m in members]), classes, crop_pct=crops[0])
-    return EmotionClassifier.from_keras_model(
-        average_models([cropping_model(m.model_, c) for m, c in zip(members, crops, strict=True)]),
-        classes, crop_pct=1.0)
+    alike = len(set(crops)) == 1  # then the crop stays outside, as before: same caches
+    networks = [m.model_ if alike else cropping_model(m.model_, crop)
+                for m, crop in zip(members, crops, strict=True)]
+    return EmotionClassifier.from_keras_model(average_models(networks), classes,
+                                              crop_pct=crops[0] if alike else 1.0)
 
 
 def cropping_model(model, crop_pct: float):
