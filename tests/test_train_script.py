@@ -576,7 +576,8 @@ def test_teacher_can_be_the_mean_of_several_models(train_script, image_folders, 
         np.testing.assert_allclose(mean["proba"], (a["proba"] + b["proba"]) / 2, atol=1e-6)
 
 
-def test_a_teacher_that_is_not_a_model_is_named(train_script, image_folders, tmp_path):
+def test_bad_teachers_are_named_before_the_run_starts(train_script, image_folders,
+                                                     tmp_path):
     from fervision import EmotionClassifier
 
     whole_face = tmp_path / "whole_face.keras"
@@ -584,15 +585,15 @@ def test_a_teacher_that_is_not_a_model_is_named(train_script, image_folders, tmp
     out = tmp_path / "run"
     junk = tmp_path / "junk.keras"
     junk.write_text("not a model")
-    for teacher, error in [("default+nope", "--teacher nope: not a pretrained model"),
-                           (f"default+{junk}", r"junk\.keras: .*junk\.keras is not a Keras"),
-                           # a consistent teacher sees the augmented view: no member crops it
-                           (f"default+{whole_face} --consistent",
-                            r"differ in centre crop \(crop_pct \[0\.9, 1\.0\]\)")]:
-        teacher, *consistent = teacher.split(" ")
+    for teacher, extra, error in [
+            ("default+nope", [], "--teacher nope: not a pretrained model"),
+            (f"default+{junk}", [], r"junk\.keras: .*junk\.keras is not a Keras"),
+            # a consistent teacher sees the augmented view: no member crops it
+            (f"default+{whole_face}", ["--consistent"],
+             r"differ in centre crop \(crop_pct \[0\.9, 1\.0\]\)")]:
         with pytest.raises(SystemExit, match=error):
             train_script.main(["--data", str(image_folders), "--out", str(out),
-                               "--teacher", teacher, *consistent])
+                               "--teacher", teacher, *extra])
         assert not out.exists()
 
 

@@ -85,10 +85,11 @@ def unpack(model_path: Path, card: Path, out: Path) -> list[Path]:
             entry = planned.setdefault(name, [run["args"], run["wall_s"], rows, None])
             if j == len(record["runs"]) - 1:  # the member's own run: its network
                 entry[3] = network
+    member_runs = [Path(r["runs"][-1]["args"]["out"]).name for r in records]
     if soup:  # the shipped network gets a run directory of its own, naming its runs
-        runs = [Path(r["runs"][-1]["args"]["out"]).name for r in records]
-        args = {"backbone": records[0]["runs"][-1]["args"]["backbone"], "soup_of": runs}
-        planned["+".join(runs)] = [args, None, pd.DataFrame({"epoch": []}), model]
+        args = {"backbone": records[0]["runs"][-1]["args"]["backbone"],
+                "soup_of": member_runs}
+        planned["+".join(member_runs)] = [args, None, pd.DataFrame({"epoch": []}), model]
     existing = [out / name for name in planned if (out / name).exists()]
     if existing:
         raise SystemExit(f"not overwriting {', '.join(map(str, existing))}")
@@ -104,9 +105,7 @@ def unpack(model_path: Path, card: Path, out: Path) -> list[Path]:
                   + (" (final.keras)" if (out / name / "final.keras").exists() else ""))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if soup:
-        return [out / "+".join(Path(r["runs"][-1]["args"]["out"]).name for r in records)]
-    return [out / Path(r["runs"][-1]["args"]["out"]).name for r in records]
+    return [out / "+".join(member_runs)] if soup else [out / name for name in member_runs]
 
 
 def _write_run(folder: Path, final: Path, args, wall_s, rows, network, classes,
