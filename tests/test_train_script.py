@@ -273,6 +273,16 @@ def test_package_script_ships_a_soup_as_one_network(two_runs, image_folders, tmp
         unpack.main(["--model", str(out), "--card", str(wrong),
                      "--out", str(tmp_path / "not-written")])
     assert not (tmp_path / "not-written").exists()
+    # a card whose recorded run folder would leave OUT is refused, naming it
+    escaping = json.loads(json.dumps(summary))
+    escaping["members"][1]["runs"][-1]["args"]["out"] = "/somewhere/.."
+    (wrong / "summary.json").write_text(json.dumps(escaping))
+    for f in ("history.csv", "history-1.csv"):
+        (wrong / f).write_bytes((card / f).read_bytes())
+    with pytest.raises(SystemExit, match=r"recorded at '/somewhere/\.\.' has no folder"):
+        unpack.main(["--model", str(out), "--card", str(wrong),
+                     "--out", str(tmp_path / "not-written")])
+    assert not (tmp_path / "not-written").exists()
     again = tmp_path / "again.keras"
     package.main(["--run", str(unpacked / "run1+run2"), "--data", str(image_folders),
                   "--out", str(again), "--card", str(tmp_path / "card2"), "--tta", "none"])

@@ -53,6 +53,20 @@ def _needed_files(model_path: Path, card: Path) -> None:
         raise SystemExit(f"unpack needs {' and '.join(missing)}: not found")
 
 
+def _run_name(recorded_out: str, card: Path) -> str:
+    """Return the folder name a run recorded in ``card`` gets inside OUT.
+
+    Only the last part of the recorded path is used, and one that would not name a
+    folder inside OUT ("..", or nothing) is refused: the card does not choose where
+    files are written.
+    """
+    name = Path(str(recorded_out)).name
+    if name in ("", ".", ".."):
+        raise SystemExit(f"{card / 'summary.json'}: a run recorded at {recorded_out!r} "
+                         "has no folder name to unpack it under")
+    return name
+
+
 def unpack(model_path: Path, card: Path, out: Path) -> list[Path]:
     """Write one run directory per run recorded in ``card``; returns the members' runs.
 
@@ -79,13 +93,13 @@ def unpack(model_path: Path, card: Path, out: Path) -> list[Path]:
             raise SystemExit(f"{history_csv} not found: member {i}'s training history")
         history = pd.read_csv(history_csv)
         for j, run in enumerate(record["runs"]):
-            name = Path(run["args"]["out"]).name
+            name = _run_name(run["args"]["out"], card)
             rows = history[history["run"] == j].drop(columns="run").copy()
             rows["epoch"] = range(len(rows))
             entry = planned.setdefault(name, [run["args"], run["wall_s"], rows, None])
             if j == len(record["runs"]) - 1:  # the member's own run: its network
                 entry[3] = network
-    member_runs = [Path(r["runs"][-1]["args"]["out"]).name for r in records]
+    member_runs = [_run_name(r["runs"][-1]["args"]["out"], card) for r in records]
     if soup:  # the shipped network gets a run directory of its own, naming its runs
         args = {"backbone": records[0]["runs"][-1]["args"]["backbone"],
                 "soup_of": member_runs}
