@@ -160,6 +160,15 @@ def test_batch_size_is_checked(bs):
         _clf(batch_size=bs).fit(X, y)
 
 
+@pytest.mark.parametrize("eager", ["no", 0, None])
+def test_run_eagerly_must_be_a_bool(eager):
+    X, y = _images(8)
+    clf = _clf(run_eagerly=eager)
+    with pytest.raises(ValueError, match=r"run_eagerly must be True or False, got"):
+        clf.fit(X, y)
+    assert not hasattr(clf, "model_")
+
+
 @pytest.mark.parametrize("as_array", [False, True])
 def test_labels_mixing_strings_and_numbers_are_refused(as_array):
     X, _ = _images(4)

@@ -60,6 +60,8 @@ PARAMETER_CONSTRAINTS = {
     "fine_tune_learning_rate": (lambda v: v is None or _finite_non_negative(v),
                                 "a finite non-negative number"),
     "batch_size": (_batch_size, "a positive int, -1 (all samples in one batch) or None"),
+    # Keras takes any truthy value: "no" would quietly train eagerly.
+    "run_eagerly": (lambda v: isinstance(v, bool | np.bool_), "True or False"),
 }
 
 
