@@ -66,3 +66,33 @@ def test_fernet_small_is_fernet_at_half_width():
     assert 0.2 < small.count_params() / full.count_params() < 0.3
     with pytest.raises(ValueError, match="fernet_small"):
         create_model("fernet_small", input_size=48, n_classes=7, weights="imagenet")
+
+
+def test_fernet_72_is_fernet_on_the_enlarged_face(tmp_path):
+    # Same weights as fernet, run on the input enlarged to 72x72: a trained fernet's
+    # weights load into it, and it predicts what that fernet predicts on a face
+    # enlarged by the same bilinear resize; saved and reloaded (safe_mode, BatchNorm
+    # folded for inference) it predicts the same.
+    keras.utils.set_random_seed(3)
+    fernet = create_model("fernet", input_size=48, n_classes=7)
+    at72 = create_model("fernet_72", input_size=48, n_classes=7)
+    assert at72.count_params() == fernet.count_params()
+    at72.set_weights(fernet.get_weights())
+    assert at72.get_layer("enlarge").output.shape[1:3] == (72, 72)
+    fernet_on_72 = create_model("fernet", input_size=72, n_classes=7)
+    fernet_on_72.set_weights(fernet.get_weights())
+    X = np.random.default_rng(0).random((6, 48, 48, 1), dtype=np.float32)
+    enlarged = keras.ops.convert_to_numpy(
+        keras.ops.image.resize(X, (72, 72), interpolation="bilinear"))
+    np.testing.assert_allclose(at72.predict(X, verbose=0),
+                               fernet_on_72.predict(enlarged, verbose=0), atol=1e-5)
+    # and not what fernet predicts on the 48x48 face: the scale changed
+    assert not np.allclose(at72.predict(X, verbose=0), fernet.predict(X, verbose=0),
+                           atol=1e-3)
+    clf = EmotionClassifier.from_keras_model(at72, classes=list("abcdefg"),
+                                             backbone="fernet_72")
+    clf.save(tmp_path / "m.keras")
+    again = EmotionClassifier.load(tmp_path / "m.keras")
+    np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X), atol=1e-5)
+    with pytest.raises(ValueError, match="fernet_72"):
+        create_model("fernet_72", input_size=48, n_classes=7, weights="imagenet")
