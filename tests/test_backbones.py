@@ -84,11 +84,11 @@ def test_fernet_72_is_fernet_on_the_enlarged_face(tmp_path):
     X = np.random.default_rng(0).random((6, 48, 48, 1), dtype=np.float32)
     enlarged = keras.ops.convert_to_numpy(
         keras.ops.image.resize(X, (72, 72), interpolation="bilinear"))
-    np.testing.assert_allclose(at72.predict(X, verbose=0),
-                               fernet_on_72.predict(enlarged, verbose=0), atol=1e-5)
+    predicted = at72.predict(X, verbose=0)
+    np.testing.assert_allclose(predicted, fernet_on_72.predict(enlarged, verbose=0),
+                               atol=1e-5)
     # and not what fernet predicts on the 48x48 face: the scale changed
-    assert not np.allclose(at72.predict(X, verbose=0), fernet.predict(X, verbose=0),
-                           atol=1e-3)
+    assert not np.allclose(predicted, fernet.predict(X, verbose=0), atol=1e-3)
     clf = EmotionClassifier.from_keras_model(at72, classes=list("abcdefg"),
                                              backbone="fernet_72")
     clf.save(tmp_path / "m.keras")
