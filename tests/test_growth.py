@@ -85,13 +85,20 @@ def test_extra_layers_that_change_the_function_are_refused():
         grow_weights(target, source)
 
 
-def test_fernet_small_grows_into_fernet_small_deep():
-    source = _trained_like(create_model("fernet_small", input_size=48, n_classes=7))
-    target = create_model("fernet_small_deep", input_size=48, n_classes=7)
+@pytest.mark.parametrize("family, deeper, n_new_blocks", [
+    ("fernet_small", "fernet_small_deep", 1),
+    ("fernet", "fernet_deep", 2),
+])
+def test_fernet_grows_into_its_deeper_variant(family, deeper, n_new_blocks):
+    source = _trained_like(create_model(family, input_size=48, n_classes=7))
+    target = create_model(deeper, input_size=48, n_classes=7)
     new = grow_weights(target, source)
     assert target.count_params() - source.count_params() == sum(
         target.get_layer(n).count_params() for n in new)
+    # each new block: two convolutions, two batch normalisations, the two 1x1
+    # convolutions of its squeeze-excitation
+    assert len(new) == 6 * n_new_blocks
     X = _images(4, 48)
     np.testing.assert_allclose(target.predict(X, verbose=0), source.predict(X, verbose=0),
                                atol=1e-5)
-    assert "fernet_small_deep" in BACKBONES
+    assert deeper in BACKBONES
