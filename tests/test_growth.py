@@ -85,7 +85,7 @@ def test_extra_layers_that_change_the_function_are_refused():
         grow_weights(target, source)
 
 
-@pytest.mark.parametrize("family, deeper, n_new_blocks", [
+@pytest.mark.parametrize(("family", "deeper", "n_new_blocks"), [
     ("fernet_small", "fernet_small_deep", 1),
     ("fernet", "fernet_deep", 2),
 ])
