@@ -281,7 +281,7 @@ def fernet_small_deep(x, *, weights=None):
 def fernet_deep(x, *, weights=None):
     """Fernet with a second residual block in its second and third stages (12x12, 6x6).
 
-    About 6.5 M parameters and 1.6 times fernet's compute: the extra depth goes where
+    About 6.5 M parameters and 1.64 times fernet's multiply-adds: the extra depth goes where
     the facial parts are resolved and the maps are small, not to the 3x3 last stage,
     whose blocks hold most of fernet's weights.  :func:`fervision.nn.growth.grow_weights`
     starts it from a trained ``fernet`` with the new blocks as the identity.
