@@ -102,3 +102,5 @@ def test_fernet_grows_into_its_deeper_variant(family, deeper, n_new_blocks):
     np.testing.assert_allclose(target.predict(X, verbose=0), source.predict(X, verbose=0),
                                atol=1e-5)
     assert deeper in BACKBONES
+    with pytest.raises(ValueError, match=deeper):  # no ImageNet base to load
+        create_model(deeper, input_size=48, n_classes=7, weights="imagenet")
