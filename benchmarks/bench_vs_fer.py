@@ -68,21 +68,11 @@ def machine() -> dict:
     Both sides' rates, and the ratios between them, differ from one processor to
     another (an AMX server against an AVX2-only one), so each result file says which.
     """
-    from fervision.nn.precision import cpu_supports_bf16
+    from fervision.nn.precision import cpu_info, cpu_supports_bf16
 
-    cpu, flags = platform.processor() or platform.machine(), set()
-    try:
-        first_processor = Path("/proc/cpuinfo").read_text().split("\n\n", 1)[0]
-        for line in first_processor.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                cpu = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    except OSError:  # not Linux: platform's answer stands
-        pass
-    return {"cpu": cpu, "cpus": os.cpu_count(), "cpu_bf16": cpu_supports_bf16(),
-            "vector_flags": sorted(flags & _VECTOR_FLAGS)}
+    cpu, flags = cpu_info()
+    return {"cpu": cpu or platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "cpu_bf16": cpu_supports_bf16(), "vector_flags": sorted(flags & _VECTOR_FLAGS)}
 
 
 def rate(fn, n_items: int, seconds: float) -> float:

@@ -22,18 +22,28 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 
 @functools.lru_cache(maxsize=1)
+def cpu_info() -> tuple[str, frozenset[str]]:
+    """Return the first processor's model name and flags from /proc/cpuinfo.
+
+    ``("", frozenset())`` where there is no /proc/cpuinfo (not Linux).
+    """
+    try:
+        first_processor = Path("/proc/cpuinfo").read_text().split("\n\n", 1)[0]
+    except OSError:
+        return "", frozenset()
+    name, flags = "", frozenset()
+    for line in first_processor.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            name = value.strip()
+        elif key.strip() == "flags":
+            flags = frozenset(value.split())
+    return name, flags
+
+
 def cpu_supports_bf16() -> bool:
     """Return True when /proc/cpuinfo lists AMX-BF16 or AVX512-BF16."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
-    return any(f in flags for f in _BF16_CPU_FLAGS)
+    return any(f in cpu_info()[1] for f in _BF16_CPU_FLAGS)
 
 
 @functools.lru_cache(maxsize=1)
